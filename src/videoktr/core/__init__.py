@@ -1,0 +1,1 @@
+"""videoktr.core"""

@@ -1,11 +1,138 @@
-"""Command registration (placeholder: being built)."""
+"""``videoktr ablate --config configs/ablations/synthetic.yaml --seeds 3``: Table-2-style ablation on the synthetic
+suite. Every variant starts from the same SFT checkpoint (built once, as in the demo), trains with its own RL settings
+for each seed, and is evaluated on the held-out split. Prints and saves held-out accuracy (overall, static, temporal)
+as mean +- std over seeds. Finished (variant, seed) runs are kept in ``OUT/runs.jsonl`` and skipped on rerun.
+
+Config::
+
+    demo: {...}            # DemoConfig fields shared by every variant (data, model, SFT, RL budget)
+    variants:
+      - {name: "Vanilla GRPO", method: grpo}
+      - {name: "V", method: ktr, trainer: {ktr_signals: [visual]}}
+"""
+
+from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import statistics
+from pathlib import Path
 
 
-def _todo(args: argparse.Namespace) -> int:
-    raise NotImplementedError(f"videoktr {args.command} is not built yet")
+def _load(path: str):
+    import yaml
+
+    from videoktr.demo import DemoConfig
+    from videoktr.errors import UserError
+
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    names = {f.name for f in dataclasses.fields(DemoConfig)}
+    demo = raw.get("demo", {})
+    unknown = sorted(set(demo) - names)
+    if unknown:
+        raise UserError(f"{path}: unknown demo settings {unknown}")
+    variants = raw.get("variants") or []
+    if not variants:
+        raise UserError(f"{path}: 'variants' is empty; list at least one {{name, method, trainer}}")
+    for v in variants:
+        if "name" not in v or "method" not in v:
+            raise UserError(f"{path}: every variant needs 'name' and 'method' (got {v})")
+    return DemoConfig(**demo), variants
+
+
+def _family_accuracy(summary: dict, family: str) -> float | None:
+    return summary["by_category"].get(f"family/{family}")
+
+
+def run_variant(base, variant: dict, seed: int, out: Path, paths, sft_dir: Path) -> dict:
+    from videoktr.demo import evaluate_dir, run_rl_stage
+
+    cfg = dataclasses.replace(
+        base, method=variant["method"], seed=seed, trainer_overrides={**base.trainer_overrides, **variant.get("trainer", {})}
+    )
+    run_dir = out / f"{variant['name'].replace(' ', '_').replace('&', 'and')}_seed{seed}"
+    trainer, stopped = run_rl_stage(cfg, run_dir, paths, sft_dir)
+    summary = evaluate_dir(cfg, run_dir / "rl", paths, run_dir / "predictions.jsonl")
+    return {
+        "variant": variant["name"],
+        "seed": seed,
+        "accuracy": summary["accuracy"],
+        "static": _family_accuracy(summary, "static"),
+        "temporal": _family_accuracy(summary, "temporal"),
+        "steps": trainer.state.global_step,
+        "stopped_by_time_budget": stopped,
+    }
+
+
+def mean_std(values: list[float]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):.1f} +- {100 * std:.1f}"
+
+
+def table(rows: list[dict], names: list[str], sft: dict) -> str:
+    lines = ["| variant | seeds | overall | static | temporal |", "|---|---|---|---|---|"]
+    lines.append(
+        f"| SFT checkpoint (no RL) | - | {100 * sft['accuracy']:.1f} | "
+        f"{100 * (_family_accuracy(sft, 'static') or 0):.1f} | {100 * (_family_accuracy(sft, 'temporal') or 0):.1f} |"
+    )
+    for name in names:
+        mine = [r for r in rows if r["variant"] == name]
+        if not mine:
+            continue
+        cols = [mean_std([r[k] for r in mine]) for k in ("accuracy", "static", "temporal")]
+        lines.append(f"| {name} | {len(mine)} | " + " | ".join(cols) + " |")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from videoktr.demo import evaluate_dir, make_data, make_model, run_sft_stage
+
+    console = Console()
+    base, variants = _load(args.config)
+    if args.only:
+        variants = [v for v in variants if v["name"] in args.only]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = make_data(base, out)
+    model_dir = make_model(base, out, paths)
+    sft_dir, _ = run_sft_stage(base, out, paths, model_dir)
+    sft_file = out / "sft_summary.json"
+    if not sft_file.exists():
+        sft_file.write_text(json.dumps(evaluate_dir(base, sft_dir, paths, out / "predictions_sft.jsonl")))
+    sft = json.loads(sft_file.read_text())
+    done_file = out / "runs.jsonl"
+    rows = [json.loads(line) for line in done_file.read_text().splitlines()] if done_file.exists() else []
+    for seed in range(args.seeds):
+        for variant in variants:
+            if any(r["variant"] == variant["name"] and r["seed"] == seed for r in rows):
+                continue
+            console.rule(f"{variant['name']} seed {seed}")
+            row = run_variant(base, variant, seed, out, paths, sft_dir)
+            rows.append(row)
+            with open(done_file, "a") as f:
+                f.write(json.dumps(row) + "\n")
+    text = table(rows, [v["name"] for v in variants], sft)
+    console.print(text)
+    (out / "ablation.md").write_text(
+        f"Command: videoktr ablate --config {args.config} --seeds {args.seeds} --out {args.out}\n\n{text}\n"
+    )
+    (out / "ablation.json").write_text(json.dumps({"runs": rows, "sft": sft}, indent=2))
+    return 0
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    subparsers.add_parser("ablate").set_defaults(func=_todo)
+    parser = subparsers.add_parser(
+        "ablate",
+        help="Table-2-style ablation (GRPO, E, V, T, V+T, E+V+T, T-GRPO, TW-GRPO) on the synthetic suite",
+    )
+    parser.add_argument("--config", required=True, help="ablation YAML (configs/ablations/synthetic.yaml)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per variant (mean +- std)")
+    parser.add_argument("--out", default="runs/ablate", help="output directory (reruns skip finished runs)")
+    parser.add_argument("--only", nargs="*", help="run only these variant names")
+    parser.set_defaults(func=run)

@@ -1,11 +1,192 @@
-"""Command registration (placeholder: being built)."""
+"""``videoktr eval`` (generate, score, summarise) and ``videoktr eval score`` (score external predictions).
+
+    videoktr eval --model runs/ktr --bench video-holmes --data test_Video-Holmes.json --video-root holmes/videos \
+        --frames 32 --predictions out/holmes.jsonl --summary out/holmes.json
+    videoktr eval score --bench videomme --data videomme.json --predictions preds.jsonl --summary out/videomme.json
+
+The first form resumes: rerunning with the same ``--predictions`` skips the ids already in it.
+"""
+
+from __future__ import annotations
 
 import argparse
 
+EVAL_MAX_PIXELS = 256 * 28 * 28  # the paper's evaluation budget per frame
 
-def _todo(args: argparse.Namespace) -> int:
-    raise NotImplementedError(f"videoktr {args.command} is not built yet")
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bench", help="Benchmark format: video-holmes, videommmu, mmvu, tempcompass, videomme, video-r1"
+    )
+    parser.add_argument("--data", help="The benchmark's annotation file (.json / .jsonl)")
+    parser.add_argument(
+        "--summary", help="Where to write the summary JSON (default: next to the predictions)"
+    )
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    subparsers.add_parser("eval").set_defaults(func=_todo)
+    parser = subparsers.add_parser(
+        "eval",
+        help="Evaluate a model on a benchmark (or `eval score` external predictions)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(parser)
+    parser.add_argument("--model", help="Model directory (a local Qwen2.5-VL checkpoint)")
+    parser.add_argument("--video-root", help="Folder the benchmark's video paths are relative to")
+    parser.add_argument(
+        "--predictions",
+        help="Predictions JSONL, appended and resumed (default eval_results/<bench>_predictions.jsonl)",
+    )
+    parser.add_argument(
+        "--frames", type=int, default=16, help="Frames per video (even; paper: 16/32/64). Default 16"
+    )
+    parser.add_argument(
+        "--fps", type=float, help="Sample frames at this rate instead of a fixed --frames count"
+    )
+    parser.add_argument(
+        "--max-frames", type=int, default=64, help="Upper bound on frames with --fps. Default 64"
+    )
+    parser.add_argument(
+        "--max-pixels", type=int, default=EVAL_MAX_PIXELS, help="Pixels per frame (default 256*28*28)"
+    )
+    parser.add_argument("--min-pixels", type=int, help="Minimum pixels per frame (default: the processor's)")
+    parser.add_argument("--batch-size", type=int, default=1, help="Items generated together. Default 1")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=1024, help="Tokens generated per answer. Default 1024"
+    )
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); authors: 0.1")
+    parser.add_argument("--top-p", type=float, default=1.0, help="Nucleus mass when sampling; authors: 0.001")
+    parser.add_argument("--authors-sampling", action="store_true", help="Use the authors' T=0.1, top_p=0.001")
+    parser.add_argument(
+        "--template", default="video-r1", help="Prompt template (the training one). Default video-r1"
+    )
+    parser.add_argument(
+        "--skip-missing", action="store_true", help="Evaluate without items whose video is missing"
+    )
+    parser.add_argument("--limit", type=int, help="Only the first N items")
+    parser.add_argument(
+        "--retry-errors", action="store_true", help="On resume, regenerate items that had an error"
+    )
+    parser.add_argument(
+        "--backend", choices=("hf", "vllm"), default="hf", help="Generation backend. Default hf"
+    )
+    parser.add_argument("--device", default="cpu", help="Device for the hf backend (cpu, cuda). Default cpu")
+    parser.set_defaults(func=run)
+    modes = parser.add_subparsers(dest="eval_mode", metavar="[score]")
+    score = modes.add_parser("score", help="Score an external predictions file (no model needed)")
+    _add_common(score)
+    score.add_argument(
+        "--predictions", help="Predictions (.jsonl lines or a .json list) with an id and 'output'"
+    )
+    score.set_defaults(func=run_score)
+
+
+def _require(args: argparse.Namespace, *names: str) -> None:
+    from videoktr.errors import UserError
+
+    missing = [f"--{name.replace('_', '-')}" for name in names if getattr(args, name, None) in (None, "")]
+    if missing:
+        raise UserError(f"missing {', '.join(missing)}; see `videoktr eval --help`")
+
+
+def _print_summary(title: str, summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("category")
+    table.add_column("n", justify="right")
+    table.add_column("accuracy", justify="right")
+    table.add_row("overall", str(summary["n_scored"]), f"{summary['accuracy']:.2%}", style="bold")
+    for key, accuracy in summary["by_category"].items():
+        table.add_row(key, str(summary["category_counts"][key]), f"{accuracy:.2%}")
+    console = Console()
+    console.print(table)
+    flags = {
+        k: summary[k]
+        for k in summary
+        if k.startswith("n_") and k not in ("n_scored", "n_correct") and summary[k]
+    }
+    if flags:
+        console.print("  ".join(f"{k}={v}" for k, v in flags.items()))
+
+
+def run_score(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from videoktr.eval.benchmarks import load_benchmark
+    from videoktr.eval.scoring import read_predictions, score_predictions, write_summary
+
+    _require(args, "bench", "data", "predictions")
+    items = load_benchmark(args.bench, args.data)
+    _, summary = score_predictions(items, read_predictions(args.predictions))
+    summary["run"] = {"bench": args.bench, "data": str(args.data), "predictions": str(args.predictions)}
+    _print_summary(f"{args.bench}: {args.predictions}", summary)
+    out = Path(args.summary) if args.summary else Path(args.predictions).with_suffix(".summary.json")
+    print(f"summary: {write_summary(summary, out)}")
+    return 0
+
+
+def _sampling(args: argparse.Namespace):
+    from videoktr.data.video import VideoSamplingConfig
+
+    return VideoSamplingConfig(
+        num_frames=None if args.fps else args.frames,
+        fps=args.fps,
+        max_frames=args.max_frames,
+        min_pixels=args.min_pixels,
+        max_pixels=args.max_pixels,
+    )
+
+
+def _backend(args: argparse.Namespace, sampling, generation):
+    from videoktr.eval.backends import HFBackend, VLLMBackend
+
+    if args.backend == "vllm":
+        return VLLMBackend(args.model, sampling, generation)
+    from videoktr.models.tiny import load_model_and_processor
+
+    model, processor = load_model_and_processor(args.model, device=args.device)
+    model.eval()
+    return HFBackend(model, processor, sampling, generation)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from videoktr.eval.benchmarks import load_benchmark
+    from videoktr.eval.runner import (
+        AUTHORS_GENERATION,
+        EvalRunConfig,
+        GenerationSettings,
+        check_videos,
+        run_evaluation,
+    )
+    from videoktr.eval.scoring import write_summary
+
+    _require(args, "model", "bench", "data", "video_root")
+    generation = (
+        AUTHORS_GENERATION
+        if args.authors_sampling
+        else GenerationSettings(args.max_new_tokens, args.temperature, args.top_p)
+    )
+    sampling = _sampling(args)
+    config = EvalRunConfig(
+        video_root=Path(args.video_root), batch_size=args.batch_size, template=args.template,
+        skip_missing=args.skip_missing, limit=args.limit, retry_errors=args.retry_errors,
+    )  # fmt: skip
+    items = load_benchmark(args.bench, args.data)
+    predictions = Path(args.predictions or f"eval_results/{args.bench}_predictions.jsonl")
+    check_videos(items, config)  # list every missing video before the (slow) model load
+    backend = _backend(args, sampling, generation)
+    _, summary = run_evaluation(backend, items, config, predictions)
+    summary["run"] = {
+        "model": str(args.model), "bench": args.bench, "data": str(args.data), "video_root": str(args.video_root),
+        "sampling": vars(sampling), "generation": vars(generation), "template": args.template,
+        "backend": args.backend, "predictions": str(predictions),
+    }  # fmt: skip
+    _print_summary(f"{args.bench}: {args.model}", summary)
+    out = Path(args.summary) if args.summary else predictions.with_suffix(".summary.json")
+    print(f"predictions: {predictions}\nsummary: {write_summary(summary, out)}")
+    return 0

@@ -1,11 +1,45 @@
-"""Command registration (placeholder: being built)."""
+"""``videoktr train --config FILE.yaml [key=value ...]``: RL training from a recipe (see configs/)."""
+
+from __future__ import annotations
 
 import argparse
 
 
-def _todo(args: argparse.Namespace) -> int:
-    raise NotImplementedError(f"videoktr {args.command} is not built yet")
+def run(args: argparse.Namespace) -> int:
+    if args.list_fields:
+        import dataclasses
+
+        from videoktr.training.config import KTRConfig
+
+        own = {f.name for f in dataclasses.fields(KTRConfig)} - {f.name for f in dataclasses.fields(KTRConfig.__mro__[1])}
+        for f in dataclasses.fields(KTRConfig):
+            if f.name in own:
+                print(f"{f.name}: {f.metadata.get('help', '')}")
+        print("(plus every trl.GRPOConfig / transformers.TrainingArguments field)")
+        return 0
+    if not args.config:
+        from videoktr.errors import UserError
+
+        raise UserError("--config FILE.yaml is required (recipes are in configs/)")
+    from videoktr.training.recipe import build_trainer, load_recipe, save_run_files
+
+    recipe = load_recipe(args.config, args.overrides)
+    trainer = build_trainer(recipe)
+    save_run_files(recipe, trainer.args.output_dir)
+    resume = recipe.resume_from_checkpoint
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(trainer.args.output_dir)
+    trainer.processing_class.save_pretrained(trainer.args.output_dir)
+    return 0
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    subparsers.add_parser("train").set_defaults(func=_todo)
+    parser = subparsers.add_parser(
+        "train",
+        help="RL training (Video-KTR, GRPO, entropy, T-GRPO, TW-GRPO) from a YAML recipe",
+        description="Train from a recipe. Overrides: key=value, e.g. method=grpo trainer.learning_rate=1e-5 lora.r=8",
+    )
+    parser.add_argument("--config", help="recipe YAML (configs/*.yaml)")
+    parser.add_argument("--list-fields", action="store_true", help="list the Video-KTR config fields and exit")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides (dotted keys; bare keys go to trainer)")
+    parser.set_defaults(func=run)

@@ -1,0 +1,116 @@
+"""Generation backends for the evaluation runner: transformers (default) and vLLM (optional).
+
+Both decode each video with the run's ``VideoSamplingConfig`` (frames / fps / pixel budget) and chat-format the
+question the way training does (video first, then text). Each returns the generated text per item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from videoktr.errors import UserError
+from videoktr.eval.runner import GenerationSettings
+
+
+class HFBackend:
+    """Batched ``model.generate`` with the real processor (left padding, video metadata, mm_token_type_ids)."""
+
+    def __init__(
+        self, model: Any, processor: Any, sampling: Any, generation: GenerationSettings | None = None
+    ):
+        self.model, self.processor, self.sampling = model, processor, sampling
+        self.generation = generation or GenerationSettings()
+
+    def _generate_kwargs(self) -> dict[str, Any]:
+        g = self.generation
+        if g.temperature == 0:
+            return {
+                "max_new_tokens": g.max_new_tokens,
+                "do_sample": False,
+                "temperature": None,
+                "top_p": None,
+            }
+        return {
+            "max_new_tokens": g.max_new_tokens,
+            "do_sample": True,
+            "temperature": g.temperature,
+            "top_p": g.top_p,
+        }
+
+    def generate(self, questions: Sequence[str], videos: Sequence[Path]) -> list[str]:
+        """questions, videos: one per item. Returns the decoded completions (special tokens removed)."""
+        import torch
+
+        from videoktr.data.video import decode_video
+        from videoktr.models.qwen2_5_vl import build_video_inputs
+
+        decoded = [decode_video(path, self.sampling) for path in videos]
+        inputs = build_video_inputs(self.processor, list(questions), decoded, sampling=self.sampling)
+        inputs = inputs.to(self.model.device)
+        with torch.no_grad():
+            output = self.model.generate(**inputs, **self._generate_kwargs())
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+
+
+class VLLMBackend:
+    """vLLM generation (GPU). Requires ``pip install 'videoktr[vllm]'``; untested in this repository's CPU CI.
+
+    Frames are decoded here with the same sampling as the HF backend and handed to vLLM with their metadata, so
+    the two backends see the same frames; the pixel budget is passed as processor kwargs.
+    """
+
+    def __init__(
+        self, model_dir: str | Path, sampling: Any, generation: GenerationSettings | None = None, **llm_kwargs
+    ):
+        try:
+            import vllm
+        except ImportError as err:
+            raise UserError(
+                "the vllm backend needs the vllm package (GPU): pip install 'videoktr[vllm]', or use --backend hf"
+            ) from err
+        from transformers import AutoProcessor
+
+        self.sampling = sampling
+        self.generation = generation or GenerationSettings()
+        self.processor = AutoProcessor.from_pretrained(str(model_dir))
+        self.llm = vllm.LLM(model=str(model_dir), limit_mm_per_prompt={"image": 0, "video": 1}, **llm_kwargs)
+        g = self.generation
+        self.params = vllm.SamplingParams(
+            temperature=g.temperature,
+            top_p=g.top_p if g.temperature > 0 else 1.0,
+            max_tokens=g.max_new_tokens,
+        )
+
+    def _prompt(self, question: str) -> str:
+        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
+        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def generate(self, questions: Sequence[str], videos: Sequence[Path]) -> list[str]:
+        from videoktr.data.video import decode_video
+
+        pixel_kwargs = {
+            k: v for k in ("min_pixels", "max_pixels") if (v := getattr(self.sampling, k)) is not None
+        }
+        requests = []
+        for question, path in zip(questions, videos, strict=True):
+            video = decode_video(path, self.sampling)
+            frames = video.frames.permute(0, 2, 3, 1).numpy()  # (T, H, W, 3) uint8
+            requests.append(
+                {
+                    "prompt": self._prompt(question),
+                    "multi_modal_data": {"video": (frames, video.metadata_dict())},
+                    "mm_processor_kwargs": {
+                        "fps": video.sample_fps,
+                        "do_sample_frames": False,
+                        **pixel_kwargs,
+                    },
+                }
+            )
+        outputs = self.llm.generate(requests, sampling_params=self.params)
+        return [out.outputs[0].text for out in outputs]
+
+
+BACKENDS = ("hf", "vllm")

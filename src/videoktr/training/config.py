@@ -1,0 +1,252 @@
+"""``KTRConfig``: TRL's ``GRPOConfig`` plus every Video-KTR / baseline option of METHOD.md sections 1-5.
+
+Every new field carries help text. ``__post_init__`` validates the combination and says how to fix a bad value.
+The method presets (which signals, which loss weighting) are derived from ``method``; the numbers stay fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+METHODS = ("grpo", "ktr", "entropy", "t_grpo", "tw_grpo")
+SIGNALS = ("visual", "temporal", "entropy")
+SCOPES = ("group", "sequence", "batch")
+VISUAL_PERTURBATIONS = ("zero", "half", "replace", "drop")
+TEMPORAL_PERTURBATIONS = ("shuffle", "reverse", "segment_shuffle")
+DISTANCES = ("logprob", "l1", "l2", "kl", "jsd", "cosine", "hellinger")
+WEIGHTINGS = ("binary", "softmax", "sigmoid", "linear", "exponential")
+AGGREGATIONS = {  # our name -> TRL loss_type with the same normalisation (used for TRL's own bookkeeping)
+    "seq-mean-token-mean": "grpo",
+    "token-mean": "dapo",
+    "seq-mean-token-sum-norm": "dr_grpo",
+}
+
+
+def _choice(name: str, value: object, valid: tuple | dict) -> None:
+    if value not in valid:
+        raise ValueError(f"{name}={value!r} is not valid; choose one of: {', '.join(map(str, valid))}")
+
+
+@dataclass
+class KTRConfig(GRPOConfig):
+    """GRPO training arguments plus the key-token (Video-KTR) and baseline options. See docs/method.md."""
+
+    # ---- which algorithm -------------------------------------------------------------------------------------
+    method: str = field(
+        default="ktr",
+        metadata={
+            "help": "Training method: 'grpo' (every token), 'ktr' (Video-KTR key tokens: union of top fractions of "
+            "the visual/temporal/entropy signals), 'entropy' (top-20% entropy tokens over the batch, the 80/20 "
+            "baseline), 't_grpo' (Video-R1 temporal bonus from shuffled-frame rollouts), 'tw_grpo' (token weights "
+            "from intra-group divergence)."
+        },
+    )
+    # ---- key-token selection (method=ktr; method=entropy uses the entropy fraction and scope) ----------------
+    ktr_signals: list[str] = field(
+        default_factory=lambda: ["visual", "temporal", "entropy"],
+        metadata={"help": "Signals whose top tokens are selected (method=ktr): any of visual, temporal, entropy."},
+    )
+    ktr_visual_fraction: float = field(
+        default=0.2, metadata={"help": "Top fraction r of valid tokens kept by the visual signal (paper: 0.2)."}
+    )
+    ktr_temporal_fraction: float = field(
+        default=0.2, metadata={"help": "Top fraction r of valid tokens kept by the temporal signal (paper: 0.2)."}
+    )
+    ktr_entropy_fraction: float = field(
+        default=0.2, metadata={"help": "Top fraction r of valid tokens kept by the entropy signal (paper: 0.2)."}
+    )
+    ktr_scope: str = field(
+        default="group",
+        metadata={
+            "help": "Where the top fraction is taken: 'group' (all valid tokens of the G completions of one prompt, "
+            "the authors' code), 'sequence' (within each completion), 'batch' (all valid tokens of the batch, "
+            "gathered across processes). method=entropy forces 'batch'."
+        },
+    )
+    ktr_combine: str = field(
+        default="union", metadata={"help": "How per-signal selections combine: 'union' (paper) or 'intersection'."}
+    )
+    ktr_signed: bool = field(
+        default=False,
+        metadata={
+            "help": "Score V/T by the signed shift logp_full - logp_perturbed (authors' code) instead of its "
+            "absolute value (paper)."
+        },
+    )
+    ktr_visual_perturbation: str = field(
+        default="zero",
+        metadata={
+            "help": "Visual counterfactual: 'zero' (video features set to 0, paper), 'half' (zero half of the "
+            "temporal patches), 'replace' (features of another video of the batch), 'drop' (attention-mask the "
+            "video positions, authors' code)."
+        },
+    )
+    ktr_temporal_perturbation: str = field(
+        default="shuffle",
+        metadata={
+            "help": "Temporal counterfactual: 'shuffle' (random non-identity permutation of temporal patches), "
+            "'reverse', 'segment_shuffle' (shuffle ktr_segments contiguous segments)."
+        },
+    )
+    ktr_temporal_level: str = field(
+        default="feature",
+        metadata={
+            "help": "'feature': permute the vision features of temporal patches (no extra vision pass; exact for "
+            "Qwen2.5-VL, whose encoder treats each temporal patch independently). 'frame': shuffle raw frames and "
+            "re-encode (authors' code; one extra vision pass)."
+        },
+    )
+    ktr_segments: int = field(default=4, metadata={"help": "Number of segments for segment_shuffle."})
+    ktr_distance: str = field(
+        default="logprob",
+        metadata={
+            "help": "Score of a perturbation: 'logprob' (shift of the sampled token's log-prob, paper default and "
+            "cheapest) or a distance between full next-token distributions: l1, l2, kl, jsd, cosine, hellinger."
+        },
+    )
+    ktr_weighting: str = field(
+        default="binary",
+        metadata={
+            "help": "'binary' top-fraction mask (paper) or a soft weight of the combined importance score: softmax, "
+            "sigmoid, linear, exponential (normalised per completion)."
+        },
+    )
+    ktr_denominator: str = field(
+        default="valid",
+        metadata={
+            "help": "Per-completion denominator of the policy term: 'valid' = completion length |o_i| (paper eq. 2) "
+            "or 'selected' = number of selected tokens (authors' code)."
+        },
+    )
+    ktr_mask_kl: bool = field(
+        default=False,
+        metadata={"help": "Gate the KL term by the key-token mask too (authors' code); paper: KL on every token."},
+    )
+    aggregation: str = field(
+        default="seq-mean-token-mean",
+        metadata={
+            "help": "Loss aggregation: 'seq-mean-token-mean' (paper eq. 1-2), 'token-mean' (DAPO), "
+            "'seq-mean-token-sum-norm' (Dr. GRPO: divide by rows * max_completion_length)."
+        },
+    )
+    # ---- rewards ---------------------------------------------------------------------------------------------
+    accuracy_reward: str = field(
+        default="accuracy",
+        metadata={"help": "Name of the reward function that the length bonus and the T-GRPO bonus add to."},
+    )
+    length_bonus: bool = field(
+        default=True,
+        metadata={
+            "help": "Video-R1 length control: +length_bonus_value to a correct completion whose length is in "
+            "[length_bonus_min, length_bonus_max] tokens, when >= length_bonus_min_correct of its group are correct."
+        },
+    )
+    length_bonus_min: int = field(default=320, metadata={"help": "Lower completion length (tokens) of the bonus."})
+    length_bonus_max: int = field(default=512, metadata={"help": "Upper completion length (tokens) of the bonus."})
+    length_bonus_value: float = field(default=0.2, metadata={"help": "Size of the length bonus."})
+    length_bonus_min_correct: int = field(
+        default=2, metadata={"help": "Correct completions a group needs before any of them gets the length bonus."}
+    )
+    tgrpo_mu: float = field(
+        default=0.8,
+        metadata={"help": "T-GRPO: bonus applies when p_ordered >= mu * p_shuffled (authors' code 0.8; later 1.0)."},
+    )
+    tgrpo_alpha: float = field(
+        default=0.3, metadata={"help": "T-GRPO: bonus added to the accuracy reward of correct ordered completions."}
+    )
+    tgrpo_num_shuffled: int | None = field(
+        default=None,
+        metadata={"help": "T-GRPO: completions sampled per prompt with shuffled frames (default G/2)."},
+    )
+    tw_alpha: float = field(
+        default=1.7, metadata={"help": "TW-GRPO: maximum token weight; w = 1 + (alpha - 1) * normalised divergence."}
+    )
+    # ---- video input -----------------------------------------------------------------------------------------
+    video_frames: int | None = field(
+        default=16, metadata={"help": "Frames sampled uniformly per video (even; paper: 16 for training)."}
+    )
+    video_fps: float | None = field(
+        default=None, metadata={"help": "Sample at this rate instead of a fixed count (then video_frames is unset)."}
+    )
+    video_max_frames: int = field(default=64, metadata={"help": "Upper bound on frames when sampling by fps."})
+    video_min_pixels: int | None = field(default=None, metadata={"help": "Minimum pixels per frame (processor)."})
+    video_max_pixels: int | None = field(
+        default=128 * 28 * 28, metadata={"help": "Maximum pixels per frame (paper: 128*28*28 for training)."}
+    )
+    prompt_template: str = field(
+        default="video-r1", metadata={"help": "Prompt template name (videoktr.data.prompts); same one for eval."}
+    )
+    log_selected_examples: int = field(
+        default=0,
+        metadata={"help": "Every logging step, store this many completions with their selected tokens marked."},
+    )
+
+    def __post_init__(self):
+        # Derived before TRL's checks: loss_type mirrors our aggregation so TRL's bookkeeping matches.
+        _choice("aggregation", self.aggregation, AGGREGATIONS)
+        self.loss_type = AGGREGATIONS[self.aggregation]
+        super().__post_init__()
+        self._validate_ktr()
+
+    # kept separate so __post_init__ stays readable
+    def _validate_ktr(self) -> None:
+        _choice("method", self.method, METHODS)
+        _choice("ktr_scope", self.ktr_scope, SCOPES)
+        _choice("ktr_combine", self.ktr_combine, ("union", "intersection"))
+        _choice("ktr_visual_perturbation", self.ktr_visual_perturbation, VISUAL_PERTURBATIONS)
+        _choice("ktr_temporal_perturbation", self.ktr_temporal_perturbation, TEMPORAL_PERTURBATIONS)
+        _choice("ktr_temporal_level", self.ktr_temporal_level, ("feature", "frame"))
+        _choice("ktr_distance", self.ktr_distance, DISTANCES)
+        _choice("ktr_weighting", self.ktr_weighting, WEIGHTINGS)
+        _choice("ktr_denominator", self.ktr_denominator, ("valid", "selected"))
+        if isinstance(self.ktr_signals, str):
+            self.ktr_signals = [s.strip() for s in self.ktr_signals.split(",") if s.strip()]
+        for signal in self.ktr_signals:
+            _choice("ktr_signals entry", signal, SIGNALS)
+        if self.method == "ktr" and not self.ktr_signals:
+            raise ValueError("method='ktr' needs at least one of ktr_signals: visual, temporal, entropy")
+        for name in ("ktr_visual_fraction", "ktr_temporal_fraction", "ktr_entropy_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}={value} is outside [0, 1]; it is the fraction of valid tokens kept")
+        if self.ktr_segments < 2:
+            raise ValueError(f"ktr_segments={self.ktr_segments}: segment_shuffle needs at least 2 segments")
+        if self.video_frames is not None and self.video_fps is not None:
+            raise ValueError("set either video_frames or video_fps, not both (set video_frames: null to use fps)")
+        if self.video_frames is None and self.video_fps is None:
+            raise ValueError("set video_frames (e.g. 16) or video_fps")
+        if self.video_frames is not None and (self.video_frames < 2 or self.video_frames % 2):
+            raise ValueError(f"video_frames={self.video_frames} must be even and >= 2 (Qwen2.5-VL pairs frames)")
+        if self.method == "t_grpo" and self.num_generations is not None and self.num_generations < 2:
+            raise ValueError("method='t_grpo' needs num_generations >= 2 (it samples G/2 shuffled completions)")
+        if self.length_bonus_min > self.length_bonus_max:
+            raise ValueError("length_bonus_min must be <= length_bonus_max")
+        if self.tw_alpha < 1.0:
+            raise ValueError(f"tw_alpha={self.tw_alpha} must be >= 1 (weights run from 1 to alpha)")
+        if self.num_iterations != 1 and self.method in ("ktr", "entropy", "tw_grpo"):
+            # the token mask is recomputed from the current policy each pass; that is fine, but say it.
+            pass
+
+    # ---- derived views used by the trainer -------------------------------------------------------------------
+    @property
+    def selection_signals(self) -> list[str]:
+        """Signals that gate the policy gradient for this method ([] = every token)."""
+        if self.method == "ktr":
+            return list(self.ktr_signals)
+        if self.method == "entropy":
+            return ["entropy"]
+        return []
+
+    @property
+    def selection_fractions(self) -> dict[str, float]:
+        return {
+            "visual": self.ktr_visual_fraction,
+            "temporal": self.ktr_temporal_fraction,
+            "entropy": self.ktr_entropy_fraction,
+        }
+
+    @property
+    def selection_scope(self) -> str:
+        return "batch" if self.method == "entropy" else self.ktr_scope

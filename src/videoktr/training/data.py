@@ -1,0 +1,74 @@
+"""Turn Video-R1 records into the rows the trainers read.
+
+RL rows are TRL conversational prompts whose user message holds ``{"type": "video", "video": <abs path>}`` and the
+question text built by the shared template (``videoktr.data.prompts``), plus the reward columns (``solution``,
+``problem_type``, ``problem_id``, ``options``...). Every video is decoded once here: a video that cannot be decoded is
+skipped and counted, with its path and reason, never replaced by another sample.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from videoktr.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+REWARD_COLUMNS = ("problem_id", "problem_type", "solution", "options", "data_type", "family", "question_kind")
+
+
+@dataclass
+class PreparedData:
+    """Rows ready for a trainer and the records that were left out (with why)."""
+
+    rows: list[dict]
+    skipped: list[dict] = field(default_factory=list)
+
+    def write_skipped(self, path: str | Path) -> None:
+        with open(path, "w") as f:
+            for item in self.skipped:
+                f.write(json.dumps(item) + "\n")
+
+
+def resolve_video(record: dict, root: str | Path) -> Path:
+    path = Path(record["path"])
+    return path if path.is_absolute() else Path(root) / path
+
+
+def prepare_rl_rows(records: list[dict], root: str | Path, sampling, template: str, check_videos: bool = True):
+    """Records -> :class:`PreparedData` of conversational RL rows (videos checked by decoding them once)."""
+    from videoktr.data.prompts import build_question
+    from videoktr.data.video import VideoDecodeError, decode_video
+
+    rows, skipped = [], []
+    for index, record in enumerate(records):
+        if record.get("data_type", "video") != "video":
+            raise UserError(
+                f"record {record.get('problem_id', index)}: data_type={record.get('data_type')!r}; the video "
+                "trainer reads video records (train image records with TRL's image path: see docs/training.md)"
+            )
+        video = resolve_video(record, root)
+        if check_videos:
+            try:
+                decode_video(video, sampling)
+            except VideoDecodeError as err:
+                skipped.append({"problem_id": record.get("problem_id", index), "path": str(video), "reason": str(err)})
+                logger.warning("skipping record %s: %s", record.get("problem_id", index), err)
+                continue
+        content = [{"type": "video", "video": str(video)}, {"type": "text", "text": build_question(record, template)}]
+        row = {"prompt": [{"role": "user", "content": content}]}
+        row.update({k: record.get(k) for k in REWARD_COLUMNS if k in record})
+        rows.append(row)
+    if not rows:
+        raise UserError(f"no usable record: all {len(records)} were skipped (first: {skipped[:1]})")
+    return PreparedData(rows=rows, skipped=skipped)
+
+
+def to_dataset(rows: list[dict]):
+    """A ``datasets.Dataset`` of the rows (TRL's trainers read ``datasets``)."""
+    from datasets import Dataset
+
+    return Dataset.from_list(rows)

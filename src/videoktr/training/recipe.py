@@ -1,0 +1,189 @@
+"""Recipes: one YAML file per experiment, grouped by concern, with ``key=value`` overrides from the command line.
+
+```yaml
+base: other.yaml                # optional: read that recipe first, then deep-merge this one over it
+model: runs/demo/sft            # a local checkpoint directory (from_pretrained)
+data: {train: data/train.json, root: data}
+rewards: [accuracy, format]     # names in videoktr.rewards or dotted paths
+lora: null                      # or {r: 16, alpha: 32, dropout: 0.05, target_modules: [q_proj, v_proj]}
+freeze_vision: false
+resume_from_checkpoint: null    # a checkpoint dir, or true for the newest in output_dir
+trainer: {method: ktr, ...}     # KTRConfig fields (TRL GRPOConfig + Video-KTR options)
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from videoktr.errors import UserError
+
+TOP_LEVEL = ("model", "data", "rewards", "lora", "freeze_vision", "resume_from_checkpoint", "trainer", "sft", "eval")
+
+
+@dataclass
+class Recipe:
+    """A training run: model, data, rewards, adapters and the ``KTRConfig`` fields."""
+
+    model: str = field(metadata={"help": "Local checkpoint directory (config + weights + processor)."})
+    data: dict = field(metadata={"help": "{train: FILE.json|jsonl, root: DIR the record paths are relative to}."})
+    rewards: list = field(default_factory=lambda: ["accuracy", "format"], metadata={"help": "Reward functions."})
+    lora: dict | None = field(default=None, metadata={"help": "PEFT LoRA options, or null for full fine-tuning."})
+    freeze_vision: bool = field(default=False, metadata={"help": "Freeze the vision tower (no gradient)."})
+    resume_from_checkpoint: Any = field(default=None, metadata={"help": "Checkpoint dir, or true for the newest."})
+    trainer: dict = field(default_factory=dict, metadata={"help": "KTRConfig fields."})
+    sft: dict | None = field(default=None, metadata={"help": "Optional SFT warm start options (demo)."})
+    eval: dict | None = field(default=None, metadata={"help": "Optional evaluation options (demo)."})
+
+
+def parse_value(text: str):
+    """``key=value`` values are YAML scalars/lists: 0.2, true, null, [a, b]."""
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Set dotted keys: ``trainer.method=grpo``, ``lora.r=8``. A bare KTRConfig field name goes to ``trainer``."""
+    raw = json.loads(json.dumps(raw))  # deep copy of plain data
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override {item!r} is not key=value (e.g. trainer.method=grpo)")
+        key, value = item.split("=", 1)
+        parts = key.split(".")
+        if parts[0] not in TOP_LEVEL:
+            parts = ["trainer", *parts]
+        node = raw
+        for part in parts[:-1]:
+            if node.get(part) is None:
+                node[part] = {}
+            if not isinstance(node[part], dict):
+                raise UserError(f"override {item!r}: {part!r} is not a mapping in the recipe")
+            node = node[part]
+        node[parts[-1]] = parse_value(value)
+    return raw
+
+
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read_with_base(path: Path, seen: tuple = ()) -> dict:
+    """A recipe YAML; ``base: other.yaml`` (relative to this file) is read first and deep-merged under it."""
+    import yaml
+
+    if path in seen:
+        raise UserError(f"recipe {path}: 'base' chain loops ({' -> '.join(map(str, seen))})")
+    raw = yaml.safe_load(path.read_text()) or {}
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    base_path = (path.parent / base).resolve()
+    if not base_path.is_file():
+        raise UserError(f"recipe {path}: base {base} not found (looked for {base_path})")
+    return _merge(_read_with_base(base_path, (*seen, path)), raw)
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"recipe {path} does not exist")
+    raw = _read_with_base(path)
+    unknown = set(raw) - set(TOP_LEVEL)
+    if unknown:
+        raise UserError(f"{path}: unknown top-level keys {sorted(unknown)}; valid: {', '.join(TOP_LEVEL)}")
+    raw = apply_overrides(raw, overrides or [])
+    for key in ("model", "data"):
+        if key not in raw:
+            raise UserError(f"{path}: missing '{key}' ({Recipe.__dataclass_fields__[key].metadata['help']})")
+    return Recipe(**raw)
+
+
+def make_config(trainer: dict):
+    """``KTRConfig`` from a dict; unknown fields and invalid values become errors that say what to change."""
+    from videoktr.training.config import KTRConfig
+
+    names = {f.name for f in dataclasses.fields(KTRConfig)}
+    unknown = sorted(set(trainer) - names)
+    if unknown:
+        raise UserError(f"trainer: unknown KTRConfig fields {unknown} (see `videoktr train --list-fields`)")
+    try:
+        return KTRConfig(**trainer)
+    except ValueError as err:
+        raise UserError(f"trainer: {err}") from err
+
+
+def load_model(path: str, freeze_vision: bool = False, lora: dict | None = None):
+    """Model + processor from a local directory; optional frozen vision tower and PEFT LoRA config."""
+    from videoktr.models.tiny import load_model_and_processor
+
+    model, processor = load_model_and_processor(path)
+    if freeze_vision:
+        for p in model.model.visual.parameters():
+            p.requires_grad_(False)
+    peft_config = None
+    if lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=lora.get("r", 16),
+            lora_alpha=lora.get("alpha", 32),
+            lora_dropout=lora.get("dropout", 0.05),
+            target_modules=lora.get("target_modules", ["q_proj", "k_proj", "v_proj", "o_proj"]),
+            task_type="CAUSAL_LM",
+        )
+    return model, processor, peft_config
+
+
+def build_trainer(recipe: Recipe, config=None, model=None, processor=None):
+    """Everything but ``train()``: data checked, model loaded, ``KTRTrainer`` constructed."""
+    from videoktr.data.schema import load_records
+    from videoktr.training.data import prepare_rl_rows, to_dataset
+    from videoktr.training.trainer import KTRTrainer
+
+    config = config or make_config(recipe.trainer)
+    peft_config = None
+    if model is None:
+        model, processor, peft_config = load_model(recipe.model, recipe.freeze_vision, recipe.lora)
+    records = load_records(recipe.data["train"])
+    from videoktr.data.video import VideoSamplingConfig
+
+    sampling = VideoSamplingConfig(
+        num_frames=config.video_frames,
+        fps=config.video_fps,
+        max_frames=config.video_max_frames,
+        min_pixels=config.video_min_pixels,
+        max_pixels=config.video_max_pixels,
+    )
+    root = recipe.data.get("root", str(Path(recipe.data["train"]).parent))
+    prepared = prepare_rl_rows(records, root, sampling, config.prompt_template)
+    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+    prepared.write_skipped(Path(config.output_dir) / "skipped_videos.jsonl")
+    trainer = KTRTrainer(
+        model=model,
+        reward_funcs=list(recipe.rewards),
+        args=config,
+        processing_class=processor,
+        train_dataset=to_dataset(prepared.rows),
+        peft_config=peft_config,
+    )
+    trainer.skipped_videos = prepared.skipped
+    if prepared.skipped:
+        trainer._metrics["train"]["data/skipped_videos"].append(float(len(prepared.skipped)))
+    return trainer
+
+
+def save_run_files(recipe: Recipe, output_dir: str | Path) -> None:
+    """The recipe (with overrides applied) next to the outputs, so one command reruns the experiment."""
+    import yaml
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.yaml").write_text(yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False))

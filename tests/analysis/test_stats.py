@@ -1,0 +1,114 @@
+"""Selection statistics and attribution precision on a crafted two-completion example."""
+
+import pytest
+
+from videoktr.analysis.stats import attribution_precision, evidence_mask, precision_table, selection_stats
+from videoktr.analysis.tokens import token_records
+
+# Completion 0: "The red ball moves left then."
+#   The[0,3) " red"[3,7) " ball"[7,12) " moves"[12,18) " left"[18,23) " "[23,24) "then"[24,28) "."[28,29)
+P0 = ["The", " red", " ball", " moves", " left", " ", "then", "."]
+M0 = {
+    "visual": [False, True, False, True, False, True, False, False],
+    "temporal": [False, False, False, True, True, False, True, False],
+    "entropy": [False] * 8,
+}
+L0 = [(4, 7, "visual"), (8, 12, "visual"), (13, 18, "temporal"), (19, 23, "temporal"), (24, 28, "temporal")]
+# Completion 1: "It turns"  It[0,2) " "[2,3) turns[3,8); a visual span covering only the space token.
+P1 = ["It", " ", "turns"]
+M1 = {"visual": [True, False, False], "temporal": [False, False, True], "entropy": [False] * 3}
+L1 = [(2, 3, "visual"), (3, 8, "temporal")]
+
+
+@pytest.fixture()
+def data():
+    scores0 = {"visual": [float(i) for i in range(8)]}
+    scores1 = {"visual": [1.0, 1.0, 1.0]}
+    return [token_records(P0, M0, scores0), token_records(P1, M1, scores1)], [L0, L1]
+
+
+def test_evidence_mask_intersection_and_whitespace():
+    recs = token_records(P1, M1)
+    assert evidence_mask(recs, L1, "visual") == [False, False, False]  # the space is never evidence
+    assert evidence_mask(recs, L1, "temporal") == [False, False, True]
+    # " red" [3,7) intersects "red" [4,7); "The" [0,3) does not touch [4,7) (end exclusive)
+    assert evidence_mask(token_records(P0, M0), L0, "visual")[:3] == [False, True, True]
+
+
+def test_precision_and_base_rate_hand_computed(data):
+    records, labels = data
+    vis = attribution_precision(records, labels, "visual", "visual")
+    # visual selects " red" (evidence), " moves", " " (whitespace), "It" -> 1 of 4 selected is visual evidence.
+    # visual evidence among all 8 + 3 = 11 tokens: " red", " ball" -> base rate 2/11.
+    assert vis["n_selected"] == 4 and vis["n_selected_evidence"] == 1 and vis["n_tokens"] == 11
+    assert vis["precision"] == pytest.approx(1 / 4)
+    assert vis["base_rate"] == pytest.approx(2 / 11)
+    tem = attribution_precision(records, labels, "temporal", "temporal")
+    # temporal selects " moves", " left", "then", "turns": all 4 temporal evidence; 4 evidence tokens of 11.
+    assert tem["precision"] == pytest.approx(4 / 4) and tem["base_rate"] == pytest.approx(4 / 11)
+    uni = attribution_precision(records, labels, "union", "temporal")
+    # union = 5 tokens in completion 0 (red, moves, left, " ", then) + 2 in completion 1 (It, turns) = 7;
+    # 4 of them are temporal evidence.
+    assert uni["n_selected"] == 7 and uni["precision"] == pytest.approx(4 / 7)
+
+
+def test_zero_selected_gives_none_not_nan(data):
+    records, labels = data
+    out = attribution_precision(records, labels, "entropy", "visual")
+    assert out["precision"] is None and out["n_selected"] == 0
+    assert out["base_rate"] == pytest.approx(2 / 11)
+    empty = attribution_precision([[]], [[]], "union", "visual")
+    assert empty == {
+        "precision": None,
+        "base_rate": None,
+        "n_selected": 0,
+        "n_tokens": 0,
+        "n_evidence": 0,
+        "n_selected_evidence": 0,
+    }
+
+
+def test_bad_inputs(data):
+    records, labels = data
+    with pytest.raises(ValueError, match="valid: visual, temporal, entropy, union"):
+        attribution_precision(records, labels, "audio", "visual")
+    with pytest.raises(ValueError, match="one list per completion"):
+        attribution_precision(records, labels[:1], "visual", "visual")
+    with pytest.raises(ValueError, match="completion 1: evidence span"):
+        attribution_precision(records, [L0, [(3, 99, "visual")]], "visual", "visual")  # text has 8 chars
+
+
+def test_precision_table_keys(data):
+    records, labels = data
+    table = precision_table(records, labels)
+    assert list(table) == [
+        f"{s}/{k}" for s in ("visual", "temporal", "entropy", "union") for k in ("visual", "temporal")
+    ]
+    assert table["visual/visual"]["precision"] == pytest.approx(1 / 4)
+
+
+def test_selection_stats_hand_computed(data):
+    records, _ = data
+    st = selection_stats(records, top_k=3)
+    assert st["n_tokens"] == 11 and st["n_completions"] == 2
+    # visual 4 tokens, temporal 4, entropy 0, union 7 (of 11)
+    assert st["selected_frac"] == pytest.approx(
+        {"visual": 4 / 11, "temporal": 4 / 11, "entropy": 0.0, "union": 7 / 11}
+    )
+    # visual and temporal share only " moves": overlap 1/11, jaccard 1 / (4 + 4 - 1) = 1/7
+    assert st["overlap"]["visual_temporal"] == pytest.approx(1 / 11)
+    assert st["jaccard"]["visual_temporal"] == pytest.approx(1 / 7)
+    assert st["overlap"]["visual_entropy"] == 0.0 and st["jaccard"]["temporal_entropy"] == 0.0
+    # union count per completion: 5 and 2
+    assert st["union_per_completion"] == {"mean": 3.5, "min": 2, "max": 5}
+    # mean visual score: (0+1+...+7 + 3*1) / 11 = (28 + 3) / 11
+    assert st["mean_score"] == {"visual": pytest.approx(31 / 11)}
+    # whitespace-only " " is not a word; ties sorted alphabetically
+    assert st["top_words"]["visual"] == [("It", 1), ("moves", 1), ("red", 1)]
+    assert st["top_unselected_words"] == [(".", 1), ("The", 1), ("ball", 1)]
+
+
+def test_selection_stats_empty_is_none():
+    st = selection_stats([])
+    assert st["n_tokens"] == 0 and st["selected_frac"] == {"union": None}
+    assert st["union_per_completion"] == {"mean": None, "min": None, "max": None}

@@ -1,0 +1,54 @@
+import json
+from pathlib import Path
+
+from videoktr.cli import build_parser, main
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "benchmarks"
+
+
+def test_parser_shapes():
+    parser = build_parser()
+    args = parser.parse_args(["eval", "score", "--bench", "mmvu", "--data", "d", "--predictions", "p"])
+    assert args.eval_mode == "score" and args.func.__name__ == "run_score"
+    args = parser.parse_args(["eval", "--model", "m", "--bench", "mmvu", "--data", "d", "--video-root", "v"])
+    assert args.eval_mode is None and args.func.__name__ == "run" and args.frames == 16
+
+
+def test_score_command_writes_summary(tmp_path, capsys):
+    out = tmp_path / "s.json"
+    code = main(["eval", "score", "--bench", "video-holmes", "--data", str(FIXTURES / "video_holmes_official.json"),
+                 "--predictions", str(FIXTURES / "video_holmes_predictions.jsonl"), "--summary", str(out)])  # fmt: skip
+    assert code == 0
+    summary = json.loads(out.read_text())
+    assert (
+        summary["accuracy"] == 0.25 and summary["by_category"]["question_type/SR"] == 1.0
+    )  # see test_scoring
+    printed = capsys.readouterr().out
+    assert "question_type/TA" in printed and "25.00%" in printed
+
+
+def test_user_errors_exit_2(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "eval",
+                "score",
+                "--bench",
+                "video-holmes",
+                "--data",
+                str(FIXTURES / "video_holmes_official.json"),
+            ]
+        )
+        == 2
+    )
+    assert "missing --predictions" in capsys.readouterr().err
+    assert main(["eval", "--bench", "videomme", "--data", "x"]) == 2
+    assert "--model" in capsys.readouterr().err
+
+
+def test_missing_videos_refused_before_loading_model(tmp_path, capsys):
+    code = main(["eval", "--model", str(tmp_path / "no_model"), "--bench", "videomme",
+                 "--data", str(FIXTURES / "videomme.json"), "--video-root", str(tmp_path)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "3 of 4 videos are missing" not in err  # 4 items, 3 distinct files, all missing
+    assert "4 of 4 videos are missing" in err and "fFjv93ACGo8.mp4" in err and "lmnoPQRstuv.mp4" in err

@@ -1,0 +1,111 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from videoktr.errors import UserError
+from videoktr.eval.benchmarks import load_benchmark
+from videoktr.eval.runner import EvalRunConfig, run_evaluation
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "benchmarks"
+
+
+class FakeBackend:
+    """Answers correctly for videomme items 001-*, wrongly otherwise; raises for videos named in ``fail``."""
+
+    def __init__(self, fail=(), interrupt_after=None):
+        self.calls, self.fail, self.interrupt_after = [], set(fail), interrupt_after
+
+    def generate(self, questions, videos):
+        if self.interrupt_after is not None and len(self.calls) >= self.interrupt_after:
+            raise KeyboardInterrupt
+        self.calls.append([v.name for v in videos])
+        bad = [v.name for v in videos if v.name in self.fail]
+        if bad:
+            raise RuntimeError(f"cannot decode {bad[0]}")
+        assert all("<answer>" in q and "Options:" in q for q in questions)  # the training template
+        return ["<think>x</think><answer>C</answer>" for _ in questions]
+
+
+@pytest.fixture
+def items():
+    return load_benchmark("videomme", FIXTURES / "videomme.json")  # answers C, A, B, D
+
+
+@pytest.fixture
+def video_root(tmp_path):
+    root = tmp_path / "videos"
+    root.mkdir()
+    for name in ("fFjv93ACGo8", "abcdEFGhijk", "lmnoPQRstuv"):
+        (root / f"{name}.mp4").touch()  # the fake backend never opens them
+    return root
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_run_scores_and_appends(items, video_root, tmp_path):
+    out = tmp_path / "p.jsonl"
+    records, summary = run_evaluation(FakeBackend(), items, EvalRunConfig(video_root, batch_size=2), out)
+    # all outputs answer C: only 001-1 (gold C) is correct -> 1/4
+    assert (
+        summary["accuracy"] == 0.25 and summary["n_scored"] == 4 and summary["generation"]["n_generated"] == 4
+    )
+    assert [r["id"] for r in _lines(out)] == ["001-1", "001-2", "301-1", "601-1"]
+    assert records[0]["correct"] and records[0]["extracted"] and records[0]["prediction"] == "C"
+
+
+def test_resume_after_limit_and_interruption(items, video_root, tmp_path):
+    out = tmp_path / "p.jsonl"
+    run_evaluation(FakeBackend(), items, EvalRunConfig(video_root, limit=1), out)
+    with pytest.raises(KeyboardInterrupt):  # killed after one more item
+        run_evaluation(FakeBackend(interrupt_after=1), items, EvalRunConfig(video_root), out)
+    assert len(_lines(out)) == 2
+    backend = FakeBackend()
+    records, summary = run_evaluation(backend, items, EvalRunConfig(video_root), out)
+    ids = [r["id"] for r in _lines(out)]
+    assert sorted(ids) == sorted(i.id for i in items) and len(ids) == len(set(ids))  # all done, no duplicates
+    assert len(backend.calls) == 2 and summary["n_resumed"] == 2 and summary["n_scored"] == 4
+
+
+def test_failing_item_is_recorded_not_fatal(items, video_root, tmp_path):
+    out = tmp_path / "p.jsonl"
+    backend = FakeBackend(fail={"abcdEFGhijk.mp4"})
+    records, summary = run_evaluation(backend, items, EvalRunConfig(video_root, batch_size=4), out)
+    failed = [r for r in records if r["error"]]
+    assert [r["id"] for r in failed] == ["301-1"] and "cannot decode abcdEFGhijk.mp4" in failed[0]["error"]
+    assert summary["n_errors"] == 1 and summary["n_scored"] == 4 and summary["accuracy"] == 0.25
+    assert backend.calls[0] == [f"{i.video}" for i in items]  # the batch failed, then items one by one
+    # a rerun keeps the error unless asked to retry it
+    again = FakeBackend()
+    run_evaluation(again, items, EvalRunConfig(video_root), out)
+    assert again.calls == []
+    run_evaluation(again, items, EvalRunConfig(video_root, retry_errors=True), out)
+    assert again.calls == [["abcdEFGhijk.mp4"]]
+
+
+def test_consecutive_failures_stop_the_run(items, video_root):
+    backend = FakeBackend(fail={"fFjv93ACGo8.mp4", "abcdEFGhijk.mp4"})
+    with pytest.raises(RuntimeError, match="3 items failed in a row"):
+        run_evaluation(backend, items, EvalRunConfig(video_root, max_consecutive_errors=3))
+
+
+def test_missing_videos_listed_up_front(items, video_root):
+    (video_root / "fFjv93ACGo8.mp4").unlink()
+    (video_root / "lmnoPQRstuv.mp4").unlink()
+    backend = FakeBackend()
+    with pytest.raises(UserError, match=r"3 of 4 videos are missing") as info:
+        run_evaluation(backend, items, EvalRunConfig(video_root))
+    message = str(info.value)
+    assert "001-1" in message and "001-2" in message and "601-1" in message and "--skip-missing" in message
+    assert backend.calls == []  # refused before generating anything
+    records, summary = run_evaluation(backend, items, EvalRunConfig(video_root, skip_missing=True))
+    assert [r["id"] for r in records] == ["301-1"] and summary["n_skipped_missing"] == 3
+
+
+def test_predictions_of_another_benchmark_are_refused(items, video_root, tmp_path):
+    out = tmp_path / "p.jsonl"
+    out.write_text('{"id": "vh001_1", "output": "B"}\n')
+    with pytest.raises(UserError, match="not in this benchmark"):
+        run_evaluation(FakeBackend(), items, EvalRunConfig(video_root), out)

@@ -1,0 +1,106 @@
+"""Shared fixtures of the training tests: a tiny synthetic video dataset, a tiny Qwen2.5-VL and small trainers.
+
+Sizes are the smallest that still exercise every path: 2 prompts x G=2 completions of at most 16 tokens, 4 frames
+of 56x112 pixels (one video = 2 temporal patches x 4x8 patches = 16 LLM tokens after the 2x2 merge).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from videoktr.data.schema import load_records
+from videoktr.data.synthetic import make_synthetic, synthetic_corpus
+from videoktr.models.tiny import build_tiny_model
+
+# KTRConfig fields shared by the tests; each test overrides what it is about.
+SMALL = dict(
+    num_generations=2,
+    per_device_train_batch_size=4,
+    max_completion_length=16,
+    max_steps=2,
+    learning_rate=1e-3,
+    use_cpu=True,
+    bf16=False,
+    report_to="none",
+    logging_steps=1,
+    save_strategy="no",
+    video_frames=4,
+    video_max_pixels=56 * 112,
+    prompt_template="short",
+    length_bonus=False,
+    accuracy_reward="alternating",
+    gradient_checkpointing=False,
+    disable_tqdm=True,
+    seed=0,
+)
+
+
+def alternating(completions, **kwargs) -> list[float]:
+    """Test reward 0, 1, 0, 1, ... by row: every group of G (even) contiguous rows gets distinct rewards, so the
+    group advantages are +-1 (never all zero) whatever the random model writes."""
+    return [float(i % 2) for i in range(len(completions))]
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory) -> dict[str, Path]:
+    """make_synthetic paths (root, train, train_sft, test...) of 2 training and 1 test video records."""
+    return make_synthetic(tmp_path_factory.mktemp("synthetic"), n_train=2, n_test=1, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, synthetic_data) -> Path:
+    """A saved tiny Qwen2.5-VL (random weights) whose tokenizer covers the synthetic texts."""
+    records = load_records(synthetic_data["train_sft"]) + load_records(synthetic_data["test"])
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_model"), corpus=synthetic_corpus(records))
+
+
+@pytest.fixture(scope="session")
+def reward_alternating():
+    return alternating
+
+
+@pytest.fixture
+def make_trainer(synthetic_data, tiny_model_dir, tmp_path):
+    """Factory: make_trainer(rewards=None, recipe=None, **trainer_fields) -> KTRTrainer on the synthetic videos.
+
+    ``rewards`` defaults to the alternating test reward; ``recipe`` holds extra Recipe fields (freeze_vision...).
+    """
+    from videoktr.training.recipe import Recipe, build_trainer
+
+    def make(rewards=None, recipe: dict | None = None, **fields):
+        trainer_fields = {**SMALL, "output_dir": str(tmp_path / "out"), **fields}
+        data = {"train": str(synthetic_data["train"]), "root": str(synthetic_data["root"])}
+        built = Recipe(
+            model=str(tiny_model_dir),
+            data=data,
+            rewards=rewards if rewards is not None else [alternating],
+            trainer=trainer_fields,
+            **(recipe or {}),
+        )
+        return build_trainer(built)
+
+    return make
+
+
+def repeated_rows(trainer, num_prompts: int | None = None) -> list[dict]:
+    """The rows of one generation batch as TRL's RepeatSampler yields them: each prompt G times in a row."""
+    dataset = trainer.train_dataset
+    n = len(dataset) if num_prompts is None else num_prompts
+    return [dict(dataset[i]) for i in range(n) for _ in range(trainer.num_generations)]
+
+
+@pytest.fixture(scope="session")
+def rows_of():
+    return repeated_rows
+
+
+def snapshot(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+@pytest.fixture(scope="session")
+def param_snapshot():
+    return snapshot

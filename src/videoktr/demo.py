@@ -24,18 +24,24 @@ class DemoConfig:
     """Settings of the demo run (defaults: the embedded CPU demo, about 10 minutes on 2 cores)."""
 
     seed: int = field(default=0, metadata={"help": "Seed of data generation, model init, SFT and RL."})
-    n_train: int = field(default=256, metadata={"help": "Synthetic training records (RL prompts are drawn here)."})
+    n_train: int = field(default=1536, metadata={"help": "Synthetic training records (RL prompts are drawn here)."})
     n_test: int = field(default=96, metadata={"help": "Held-out synthetic records for evaluation."})
     frames: int = field(default=8, metadata={"help": "Frames per synthetic video (all are sampled)."})
     height: int = field(default=56, metadata={"help": "Frame height (pixels)."})
     width: int = field(default=112, metadata={"help": "Frame width (pixels)."})
+    kinds: list = field(
+        default_factory=lambda: ["color", "first_color"],
+        metadata={"help": "Question kinds (videoktr.data.synthetic.QUESTION_KINDS): one static, one temporal."},
+    )
     template: str = field(default="short", metadata={"help": "Prompt template (tiny model: 'short')."})
-    sft_samples: int = field(default=64, metadata={"help": "SFT records (few, so that RL has headroom)."})
-    sft_epochs: float = field(default=12.0, metadata={"help": "SFT epochs over sft_samples."})
-    sft_lr: float = field(default=2e-3, metadata={"help": "SFT learning rate."})
-    sft_batch_size: int = field(default=8, metadata={"help": "SFT batch size."})
+    sft_samples: int = field(
+        default=64, metadata={"help": "SFT records: few, memorised, so the checkpoint generalises partly (headroom)."}
+    )
+    sft_steps: int = field(default=600, metadata={"help": "SFT optimiser steps."})
+    sft_lr: float = field(default=3e-3, metadata={"help": "SFT learning rate (cosine schedule)."})
+    sft_batch_size: int = field(default=16, metadata={"help": "SFT batch size."})
     method: str = field(default="ktr", metadata={"help": "RL method (grpo, ktr, entropy, t_grpo, tw_grpo)."})
-    rl_steps: int = field(default=60, metadata={"help": "RL optimiser steps."})
+    rl_steps: int = field(default=150, metadata={"help": "RL optimiser steps."})
     rl_seconds: float = field(default=330.0, metadata={"help": "Wall-clock cap on RL (stops early, logged)."})
     rl_lr: float = field(default=1e-4, metadata={"help": "RL learning rate."})
     rl_prompts: int = field(default=4, metadata={"help": "Prompts per RL step."})
@@ -65,7 +71,7 @@ def sampling_for(cfg: DemoConfig):
 def make_data(cfg: DemoConfig, out: Path) -> dict[str, Path]:
     from videoktr.data.synthetic import make_synthetic
 
-    settings = {k: getattr(cfg, k) for k in ("seed", "n_train", "n_test", "frames", "height", "width")}
+    settings = {k: getattr(cfg, k) for k in ("seed", "n_train", "n_test", "frames", "height", "width", "kinds")}
     data = out / "data"
     paths = {
         "root": data,
@@ -76,7 +82,14 @@ def make_data(cfg: DemoConfig, out: Path) -> dict[str, Path]:
     if _stage_done(data, settings):
         return paths
     made = make_synthetic(
-        data, cfg.n_train, cfg.n_test, cfg.seed, num_frames=cfg.frames, height=cfg.height, width=cfg.width
+        data,
+        cfg.n_train,
+        cfg.n_test,
+        cfg.seed,
+        num_frames=cfg.frames,
+        height=cfg.height,
+        width=cfg.width,
+        kinds=cfg.kinds,
     )
     _mark_done(data, settings)
     return {k: made[k] for k in paths}
@@ -104,7 +117,7 @@ def run_sft_stage(cfg: DemoConfig, out: Path, paths: dict[str, Path], model_dir:
     from videoktr.models.tiny import load_model_and_processor
     from videoktr.training.sft import SFTOptions, run_sft
 
-    keys = ("seed", "sft_samples", "sft_epochs", "sft_lr", "sft_batch_size", "template")
+    keys = ("seed", "sft_samples", "sft_steps", "sft_lr", "sft_batch_size", "template")
     settings = {k: getattr(cfg, k) for k in keys}
     path = out / "sft"
     if _stage_done(path, settings):
@@ -113,12 +126,12 @@ def run_sft_stage(cfg: DemoConfig, out: Path, paths: dict[str, Path], model_dir:
     records = load_records(paths["train_sft"])[: cfg.sft_samples]
     args = TrainingArguments(
         output_dir=str(path),
-        num_train_epochs=cfg.sft_epochs,
+        max_steps=cfg.sft_steps,
         learning_rate=cfg.sft_lr,
         per_device_train_batch_size=cfg.sft_batch_size,
         lr_scheduler_type="cosine",
         warmup_steps=5,
-        logging_steps=2,
+        logging_steps=10,
         save_strategy="no",
         report_to="none",
         use_cpu=True,
@@ -126,7 +139,10 @@ def run_sft_stage(cfg: DemoConfig, out: Path, paths: dict[str, Path], model_dir:
         seed=cfg.seed,
         disable_tqdm=False,
     )
-    trainer = run_sft(model, processor, records, paths["root"], sampling_for(cfg), args, SFTOptions(cfg.template))
+    trainer = run_sft(
+        model, processor, records, paths["root"], sampling_for(cfg), args, SFTOptions(cfg.template),
+        before_train=lambda t: quiet_progress(t, "SFT"),
+    )
     model.save_pretrained(path)
     processor.save_pretrained(path)
     (path / "log_history.json").write_text(json.dumps(trainer.state.log_history))
@@ -188,6 +204,43 @@ def rl_recipe(cfg: DemoConfig, out: Path, paths: dict[str, Path], sft_dir: Path)
     return Recipe(model=str(sft_dir), data=data, rewards=["accuracy", "format"], trainer=trainer)
 
 
+def quiet_progress(trainer, title: str):
+    """Replace transformers' per-log printing with one rich progress bar showing the latest reward/loss."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+
+    class _Rich(TrainerCallback):
+        def __init__(self):
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("{task.fields[status]}"),
+            )
+            self.task = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.progress.start()
+            self.task = self.progress.add_task(title, total=state.max_steps, status="")
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.task is None or not logs:
+                return
+            shown = [f"{k.split('/')[-2] if k.endswith('/mean') else k}={logs[k]:.3f}"
+                     for k in ("loss", "rewards/accuracy/mean", "ktr/selected_frac/union") if k in logs]
+            self.progress.update(self.task, status=" ".join(shown))
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.progress.update(self.task, completed=state.global_step)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.progress.stop()
+
+    trainer.add_callback(_Rich())
+
+
 class TimeBudget:
     """A ``TrainerCallback`` that stops training once ``seconds`` have passed (recorded in the results)."""
 
@@ -215,6 +268,7 @@ def run_rl_stage(cfg: DemoConfig, out: Path, paths: dict[str, Path], sft_dir: Pa
     trainer = build_trainer(recipe)
     budget = TimeBudget(cfg.rl_seconds)
     trainer.add_callback(budget)
+    quiet_progress(trainer, f"RL ({cfg.method})")
     trainer.train()
     trainer.save_model(str(out / "rl"))
     trainer.processing_class.save_pretrained(str(out / "rl"))
@@ -342,7 +396,19 @@ def load_demo_config(path: str | None, overrides: list[str]) -> DemoConfig:
     return DemoConfig(**raw)
 
 
+def quiet_libraries() -> None:
+    """Keep the demo's console to its own progress: no per-checkpoint load bars or deprecation notices of the
+    libraries (TRL 1.16 still calls transformers' deprecated gradient-checkpointing names)."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
+
+
 def run(args: argparse.Namespace) -> int:
+    quiet_libraries()
     cfg = load_demo_config(args.config, args.overrides)
     run_demo(cfg, Path(args.out))
     return 0

@@ -62,20 +62,23 @@ def reward_alternating():
     return alternating
 
 
-@pytest.fixture
-def make_trainer(synthetic_data, tiny_model_dir, tmp_path):
-    """Factory: make_trainer(rewards=None, recipe=None, **trainer_fields) -> KTRTrainer on the synthetic videos.
+@pytest.fixture(scope="session")
+def make_trainer(synthetic_data, tiny_model_dir, tmp_path_factory):
+    """Factory: make_trainer(rewards=None, recipe=None, data=None, **trainer_fields) -> KTRTrainer.
 
-    ``rewards`` defaults to the alternating test reward; ``recipe`` holds extra Recipe fields (freeze_vision...).
+    Built by ``recipe.build_trainer`` on the synthetic videos (``data`` replaces the recipe's data mapping) with
+    ``SMALL`` fields and a fresh output_dir; ``rewards`` defaults to the alternating test reward; ``recipe`` holds
+    extra Recipe fields (freeze_vision...).
     """
     from videoktr.training.recipe import Recipe, build_trainer
 
-    def make(rewards=None, recipe: dict | None = None, **fields):
-        trainer_fields = {**SMALL, "output_dir": str(tmp_path / "out"), **fields}
-        data = {"train": str(synthetic_data["train"]), "root": str(synthetic_data["root"])}
+    def make(rewards=None, recipe: dict | None = None, data: dict | None = None, **fields):
+        out = tmp_path_factory.mktemp("out")
+        trainer_fields = {**SMALL, "output_dir": str(out), **fields}
+        default_data = {"train": str(synthetic_data["train"]), "root": str(synthetic_data["root"])}
         built = Recipe(
             model=str(tiny_model_dir),
-            data=data,
+            data=data or default_data,
             rewards=rewards if rewards is not None else [alternating],
             trainer=trainer_fields,
             **(recipe or {}),

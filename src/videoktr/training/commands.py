@@ -25,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.config, args.overrides)
     trainer = build_trainer(recipe)
-    save_run_files(recipe, trainer.args.output_dir)
+    if trainer.accelerator.is_main_process:
+        save_run_files(recipe, trainer.args.output_dir)
     resume = recipe.resume_from_checkpoint
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(trainer.args.output_dir)

@@ -23,6 +23,16 @@ AGGREGATIONS = {  # our name -> TRL loss_type with the same normalisation (used 
     "seq-mean-token-sum-norm": "dr_grpo",
 }
 
+# TRL GRPOConfig fields read only by TRL's own loss, which KTRTrainer replaces: a non-default value would be ignored.
+TRL_LOSS_OPTIONS_NOT_IMPLEMENTED = {
+    "importance_sampling_level": "token",
+    "top_entropy_quantile": 1.0,
+    "delta": None,
+    "off_policy_mask_threshold": None,
+    "entropy_coef": 0.0,
+    "use_adaptive_entropy": False,
+}
+
 
 def _choice(name: str, value: object, valid: tuple | dict) -> None:
     if value not in valid:
@@ -33,6 +43,13 @@ def _choice(name: str, value: object, valid: tuple | dict) -> None:
 class KTRConfig(GRPOConfig):
     """GRPO training arguments plus the key-token (Video-KTR) and baseline options. See docs/method.md."""
 
+    beta: float = field(
+        default=0.04,
+        metadata={
+            "help": "KL coefficient (k3 estimator, every valid token). 0.04 as in the authors' scripts (the paper's "
+            "text says 0.4); 0.0 skips the reference model."
+        },
+    )
     # ---- which algorithm -------------------------------------------------------------------------------------
     method: str = field(
         default="ktr",
@@ -131,6 +148,13 @@ class KTRConfig(GRPOConfig):
             "'seq-mean-token-sum-norm' (Dr. GRPO: divide by rows * max_completion_length)."
         },
     )
+    use_bias_correction_kl: bool = field(
+        default=False,
+        metadata={
+            "help": "TRL's importance-ratio correction of the KL gradient. KTRTrainer computes the plain k3 KL of "
+            "METHOD 3, so this must stay false (TRL's default is true)."
+        },
+    )
     # ---- rewards ---------------------------------------------------------------------------------------------
     accuracy_reward: str = field(
         default="accuracy",
@@ -223,11 +247,19 @@ class KTRConfig(GRPOConfig):
             raise ValueError("method='t_grpo' needs num_generations >= 2 (it samples G/2 shuffled completions)")
         if self.length_bonus_min > self.length_bonus_max:
             raise ValueError("length_bonus_min must be <= length_bonus_max")
+        if self.use_bias_correction_kl and self.beta != 0.0:
+            raise ValueError(
+                "use_bias_correction_kl=True is not implemented by KTRTrainer (it uses the plain k3 KL); "
+                "set use_bias_correction_kl: false"
+            )
+        for name, default in TRL_LOSS_OPTIONS_NOT_IMPLEMENTED.items():
+            if getattr(self, name) != default:
+                raise ValueError(
+                    f"{name}={getattr(self, name)!r} is a TRL GRPO loss option KTRTrainer's loss does not implement; "
+                    f"leave it at {default!r} (for the 80/20 entropy baseline use method: entropy)"
+                )
         if self.tw_alpha < 1.0:
             raise ValueError(f"tw_alpha={self.tw_alpha} must be >= 1 (weights run from 1 to alpha)")
-        if self.num_iterations != 1 and self.method in ("ktr", "entropy", "tw_grpo"):
-            # the token mask is recomputed from the current policy each pass; that is fine, but say it.
-            pass
 
     # ---- derived views used by the trainer -------------------------------------------------------------------
     @property

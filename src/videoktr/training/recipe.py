@@ -40,11 +40,23 @@ class Recipe:
     eval: dict | None = field(default=None, metadata={"help": "Optional evaluation options (demo)."})
 
 
-def parse_value(text: str):
-    """``key=value`` values are YAML scalars/lists: 0.2, true, null, [a, b]."""
+def _yaml_load(text: str):
+    """``yaml.safe_load``, except that ``1e-5`` is a float (PyYAML's YAML 1.1 needs ``1.0e-5``, else a string)."""
+    import re
+
     import yaml
 
-    return yaml.safe_load(text)
+    class Loader(yaml.SafeLoader):
+        pass
+
+    exponent = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", exponent, list("-+0123456789"))
+    return yaml.load(text, Loader=Loader)  # a SafeLoader: no arbitrary objects
+
+
+def parse_value(text: str):
+    """``key=value`` values are YAML scalars/lists: 0.2, 1e-5, true, null, [a, b]."""
+    return _yaml_load(text)
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -77,11 +89,9 @@ def _merge(base: dict, top: dict) -> dict:
 
 def _read_with_base(path: Path, seen: tuple = ()) -> dict:
     """A recipe YAML; ``base: other.yaml`` (relative to this file) is read first and deep-merged under it."""
-    import yaml
-
     if path in seen:
         raise UserError(f"recipe {path}: 'base' chain loops ({' -> '.join(map(str, seen))})")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = _yaml_load(path.read_text()) or {}
     base = raw.pop("base", None)
     if base is None:
         return raw
@@ -165,7 +175,8 @@ def build_trainer(recipe: Recipe, config=None, model=None, processor=None):
     root = recipe.data.get("root", str(Path(recipe.data["train"]).parent))
     prepared = prepare_rl_rows(records, root, sampling, config.prompt_template)
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
-    prepared.write_skipped(Path(config.output_dir) / "skipped_videos.jsonl")
+    if config.process_index == 0:  # one writer when several processes run the same recipe
+        prepared.write_skipped(Path(config.output_dir) / "skipped_videos.jsonl")
     trainer = KTRTrainer(
         model=model,
         reward_funcs=list(recipe.rewards),

@@ -18,8 +18,9 @@ class SFTOptions:
     """Options of the SFT warm start (everything else is a ``transformers.TrainingArguments`` field)."""
 
     template: str = field(default="video-r1", metadata={"help": "Prompt template (same as RL and eval)."})
-    cache_frames: bool = field(
-        default=True, metadata={"help": "Keep decoded frames in memory (small datasets; saves re-decoding)."}
+    cache_examples: bool = field(
+        default=True,
+        metadata={"help": "Keep each processed example in memory (small datasets: decode + process once)."},
     )
 
 
@@ -34,9 +35,9 @@ def sft_target(record: dict) -> str:
 class SFTCollator:
     """Batches SFT records into right-padded model inputs with labels on the target tokens only."""
 
-    def __init__(self, processor, root, sampling, template: str = "video-r1", cache_frames: bool = True):
+    def __init__(self, processor, root, sampling, template: str = "video-r1", cache_examples: bool = True):
         self.processor, self.root, self.sampling, self.template = processor, root, sampling, template
-        self._cache: dict[str, object] | None = {} if cache_frames else None
+        self._cache: dict[int, dict] | None = {} if cache_examples else None
         tok = processor.tokenizer
         self.pad_id = tok.pad_token_id
         self.end_ids = tok("<|im_end|>", add_special_tokens=False)["input_ids"]
@@ -45,15 +46,18 @@ class SFTCollator:
         from videoktr.data.video import decode_video
         from videoktr.training.data import resolve_video
 
-        path = str(resolve_video(record, self.root))
-        if self._cache is not None and path in self._cache:
-            return self._cache[path]
-        video = decode_video(path, self.sampling)
-        if self._cache is not None:
-            self._cache[path] = video
-        return video
+        return decode_video(resolve_video(record, self.root), self.sampling)
 
     def example(self, record: dict) -> dict:
+        """One training example; cached by the record's identity when ``cache_examples``."""
+        if self._cache is None:
+            return self._build(record)
+        key = id(record)
+        if key not in self._cache:
+            self._cache[key] = self._build(record)
+        return self._cache[key]
+
+    def _build(self, record: dict) -> dict:
         from videoktr.data.prompts import build_question
         from videoktr.models.qwen2_5_vl import build_video_inputs
 
@@ -106,15 +110,22 @@ class _Records(torch.utils.data.Dataset):
         return self.records[i]
 
 
-def run_sft(model, processor, records, root, sampling, training_args, options: SFTOptions | None = None):
-    """Fine-tune ``model`` on SFT ``records``; returns the transformers ``Trainer`` (its ``state.log_history``)."""
+def run_sft(
+    model, processor, records, root, sampling, training_args, options: SFTOptions | None = None, before_train=None
+):
+    """Fine-tune ``model`` on SFT ``records``; returns the transformers ``Trainer`` (its ``state.log_history``).
+
+    ``before_train(trainer)`` may adjust the trainer (callbacks) before training starts.
+    """
     from transformers import Trainer
 
     options = options or SFTOptions()
     for record in records:
         sft_target(record)  # every record must have a target: fail before training starts
     training_args.remove_unused_columns = False
-    collator = SFTCollator(processor, root, sampling, options.template, options.cache_frames)
+    collator = SFTCollator(processor, root, sampling, options.template, options.cache_examples)
     trainer = Trainer(model=model, args=training_args, train_dataset=_Records(records), data_collator=collator)
+    if before_train is not None:
+        before_train(trainer)
     trainer.train()
     return trainer

@@ -90,6 +90,7 @@ class KTRTrainer(GRPOTrainer):
         )
         super().__init__(model=model, reward_funcs=funcs, args=args, processing_class=processing_class, **kwargs)
         self._check_reward_names()
+        self._check_dataset_modality()
         self.sampling = VideoSamplingConfig(
             num_frames=args.video_frames,
             fps=args.video_fps,
@@ -105,12 +106,36 @@ class KTRTrainer(GRPOTrainer):
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _check_reward_names(self) -> None:
+        from videoktr.errors import UserError
+
         bonus = self.args.length_bonus or self.args.method == "t_grpo"
         if bonus and self.args.accuracy_reward not in self.reward_func_names:
-            raise ValueError(
+            raise UserError(
                 f"accuracy_reward={self.args.accuracy_reward!r} is not among the reward functions "
                 f"{self.reward_func_names}; the length / T-GRPO bonus is added to it. Add it to the rewards or "
                 "set length_bonus=False."
+            )
+
+    def _check_dataset_modality(self) -> None:
+        """Refuse, before training, video-only signals / methods on a train dataset without video prompts."""
+        from videoktr.errors import UserError
+
+        dataset = self.train_dataset
+        if dataset is None or not hasattr(dataset, "__len__") or len(dataset) == 0:
+            return
+        prompt = dataset[0].get("prompt")
+        if isinstance(prompt, list) and prompt_video_path(prompt) is not None:
+            return
+        needs = sorted({"visual", "temporal"} & set(self.args.selection_signals))
+        if needs:
+            raise UserError(
+                f"ktr_signals {needs} need video prompts, but the train dataset has none (first row has no "
+                "{'type': 'video'} part); for image or text data set ktr_signals: [entropy] or method: grpo"
+            )
+        if self.args.method == "t_grpo":
+            raise UserError(
+                "method='t_grpo' shuffles video frames, but the train dataset has no video prompts; "
+                "use method: grpo for image or text data"
             )
 
     def _inner_model(self, model=None):
@@ -479,9 +504,12 @@ class KTRTrainer(GRPOTrainer):
             shifted, rows_ok = self._perturbed_score(model, forward, video, features, kind, logp)
             scores[kind] = shifted
             # A token the perturbation did not move at all (|shift| == 0, e.g. a video whose temporal patches are
-            # identical) carries no signal: it is not a candidate, so ties at zero are never "kept".
-            moved = shifted != 0 if not args.ktr_signed else torch.ones_like(valid)
-            signal_valid[kind] = valid & rows_ok.unsqueeze(1) & moved
+            # identical) carries no signal: for a top fraction below 1 it is not a candidate, so a threshold that
+            # lands on 0 does not "keep the ties" of every unmoved token. r = 1 keeps every valid token (METHOD 2).
+            candidates = valid & rows_ok.unsqueeze(1)
+            if not args.ktr_signed and args.selection_fractions[kind] < 1.0:
+                candidates = candidates & (shifted != 0)
+            signal_valid[kind] = candidates
         if args.ktr_weighting != "binary":
             combined = torch.stack([self._row_minmax(scores[s], valid) for s in signals]).amax(dim=0)
             weights = core.soft_token_weights(combined, valid, args.ktr_weighting)

@@ -58,13 +58,17 @@ def time_method(method, cfg, out, paths, sft_dir, reps):
             loss.backward()
             times.append(time.perf_counter() - start)
         loss_calls.append(calls.count)
-    return trainer, inputs, {
-        "rollout_s": rollout,
-        "loss_s": statistics.median(times),
-        "vision_calls_rollout": gen_calls.count,
-        "vision_calls_loss": statistics.median(loss_calls),
-        "tokens": int(inputs["completion_mask"].sum()),
-    }
+    return (
+        trainer,
+        inputs,
+        {
+            "rollout_s": rollout,
+            "loss_s": statistics.median(times),
+            "vision_calls_rollout": gen_calls.count,
+            "vision_calls_loss": statistics.median(loss_calls),
+            "tokens": int(inputs["completion_mask"].sum()),
+        },
+    )
 
 
 def floor_seconds(trainer, inputs, reps: int) -> float:
@@ -90,7 +94,9 @@ def floor_seconds(trainer, inputs, reps: int) -> float:
 def main() -> None:
     from videoktr.demo import DemoConfig, make_data, make_model, run_sft_stage
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--demo-dir", default="runs/demo", help="demo output dir (its SFT stage is reused)")
     parser.add_argument("--reps", type=int, default=5, help="loss/backward repetitions per method (median)")
     args = parser.parse_args()
@@ -105,8 +111,10 @@ def main() -> None:
         if method == "ktr":
             floor = floor_seconds(trainer, inputs, args.reps)
     grpo = rows["grpo"]
-    print(f"{'method':8s} {'rollout s':>9s} {'loss+bwd s':>10s} {'step s':>7s} {'/grpo':>6s} "
-          f"{'vision calls (rollout, loss)':>28s} {'tokens':>6s}")
+    print(
+        f"{'method':8s} {'rollout s':>9s} {'loss+bwd s':>10s} {'step s':>7s} {'/grpo':>6s} "
+        f"{'vision calls (rollout, loss)':>28s} {'tokens':>6s}"
+    )
     for method, row in rows.items():
         print(
             f"{method:8s} {row['rollout_s']:9.3f} {row['loss_s']:10.3f} {row['step_s']:7.3f} "
@@ -115,8 +123,10 @@ def main() -> None:
         )
     overhead = rows["ktr"]["loss_s"] - grpo["loss_s"]
     extra_vision = rows["ktr"]["vision_calls_loss"] - grpo["vision_calls_loss"]
-    print(f"ktr attribution overhead: {overhead:.3f} s; floor (2 no-grad LM passes): {floor:.3f} s; "
-          f"extra vision passes per step: {extra_vision}")
+    print(
+        f"ktr attribution overhead: {overhead:.3f} s; floor (2 no-grad LM passes): {floor:.3f} s; "
+        f"extra vision passes per step: {extra_vision}"
+    )
     print(f"ktr/grpo step-time ratio: {rows['ktr']['step_s'] / grpo['step_s']:.2f}")
     print(f"ktr overhead/floor ratio: {overhead / floor:.2f}")
 

@@ -49,7 +49,10 @@ def run_variant(base, variant: dict, seed: int, out: Path, paths, sft_dir: Path)
     from videoktr.demo import evaluate_dir, run_rl_stage
 
     cfg = dataclasses.replace(
-        base, method=variant["method"], seed=seed, trainer_overrides={**base.trainer_overrides, **variant.get("trainer", {})}
+        base,
+        method=variant["method"],
+        seed=seed,
+        trainer_overrides={**base.trainer_overrides, **variant.get("trainer", {})},
     )
     run_dir = out / f"{variant['name'].replace(' ', '_').replace('&', 'and')}_seed{seed}"
     trainer, stopped = run_rl_stage(cfg, run_dir, paths, sft_dir)

@@ -24,18 +24,23 @@ class DemoConfig:
     """Settings of the demo run (defaults: the embedded CPU demo, about 10 minutes on 2 cores)."""
 
     seed: int = field(default=0, metadata={"help": "Seed of data generation, model init, SFT and RL."})
-    n_train: int = field(default=1536, metadata={"help": "Synthetic training records (RL prompts are drawn here)."})
+    n_train: int = field(
+        default=1536, metadata={"help": "Synthetic training records (RL prompts are drawn here)."}
+    )
     n_test: int = field(default=96, metadata={"help": "Held-out synthetic records for evaluation."})
     frames: int = field(default=8, metadata={"help": "Frames per synthetic video (all are sampled)."})
     height: int = field(default=56, metadata={"help": "Frame height (pixels)."})
     width: int = field(default=112, metadata={"help": "Frame width (pixels)."})
     kinds: list = field(
         default_factory=lambda: ["color", "first_color"],
-        metadata={"help": "Question kinds (videoktr.data.synthetic.QUESTION_KINDS): one static, one temporal."},
+        metadata={
+            "help": "Question kinds (videoktr.data.synthetic.QUESTION_KINDS): one static, one temporal."
+        },
     )
     template: str = field(default="short", metadata={"help": "Prompt template (tiny model: 'short')."})
     sft_samples: int = field(
-        default=64, metadata={"help": "SFT records: few, memorised, so the checkpoint generalises partly (headroom)."}
+        default=64,
+        metadata={"help": "SFT records: few, memorised, so the checkpoint generalises partly (headroom)."},
     )
     sft_steps: int = field(default=600, metadata={"help": "SFT optimiser steps."})
     sft_lr: float = field(default=3e-3, metadata={"help": "SFT learning rate (cosine schedule)."})
@@ -47,7 +52,9 @@ class DemoConfig:
     rl_prompts: int = field(default=4, metadata={"help": "Prompts per RL step."})
     num_generations: int = field(default=8, metadata={"help": "Completions per prompt (G)."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of RL rollouts."})
-    beta: float = field(default=0.0, metadata={"help": "KL coefficient (0: no reference model, faster on CPU)."})
+    beta: float = field(
+        default=0.0, metadata={"help": "KL coefficient (0: no reference model, faster on CPU)."}
+    )
     max_completion_length: int = field(default=64, metadata={"help": "Tokens per sampled completion."})
     eval_batch_size: int = field(default=32, metadata={"help": "Evaluation batch size (greedy decoding)."})
     trainer_overrides: dict = field(default_factory=dict, metadata={"help": "Extra KTRConfig fields for RL."})
@@ -71,7 +78,9 @@ def sampling_for(cfg: DemoConfig):
 def make_data(cfg: DemoConfig, out: Path) -> dict[str, Path]:
     from videoktr.data.synthetic import make_synthetic
 
-    settings = {k: getattr(cfg, k) for k in ("seed", "n_train", "n_test", "frames", "height", "width", "kinds")}
+    settings = {
+        k: getattr(cfg, k) for k in ("seed", "n_train", "n_test", "frames", "height", "width", "kinds")
+    }
     data = out / "data"
     paths = {
         "root": data,
@@ -105,7 +114,9 @@ def make_model(cfg: DemoConfig, out: Path, paths: dict[str, Path]) -> Path:
     if _stage_done(path, settings):
         return path
     records = load_records(paths["train_sft"]) + load_records(paths["test"])
-    build_tiny_model(path, corpus=synthetic_corpus(records, cfg.template), config=TinyModelConfig(seed=cfg.seed))
+    build_tiny_model(
+        path, corpus=synthetic_corpus(records, cfg.template), config=TinyModelConfig(seed=cfg.seed)
+    )
     _mark_done(path, settings)
     return path
 
@@ -140,7 +151,13 @@ def run_sft_stage(cfg: DemoConfig, out: Path, paths: dict[str, Path], model_dir:
         disable_tqdm=False,
     )
     trainer = run_sft(
-        model, processor, records, paths["root"], sampling_for(cfg), args, SFTOptions(cfg.template),
+        model,
+        processor,
+        records,
+        paths["root"],
+        sampling_for(cfg),
+        args,
+        SFTOptions(cfg.template),
         before_train=lambda t: quiet_progress(t, "SFT"),
     )
     model.save_pretrained(path)
@@ -150,7 +167,9 @@ def run_sft_stage(cfg: DemoConfig, out: Path, paths: dict[str, Path], model_dir:
     return path, trainer.state.log_history
 
 
-def evaluate_dir(cfg: DemoConfig, model_dir: Path, paths: dict[str, Path], predictions: Path) -> dict[str, Any]:
+def evaluate_dir(
+    cfg: DemoConfig, model_dir: Path, paths: dict[str, Path], predictions: Path
+) -> dict[str, Any]:
     from videoktr.eval.benchmarks import load_benchmark
     from videoktr.eval.runner import GenerationSettings, evaluate
     from videoktr.models.tiny import load_model_and_processor
@@ -216,7 +235,10 @@ def quiet_progress(trainer, title: str):
     class _Rich(TrainerCallback):
         def __init__(self):
             self.progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
                 TextColumn("{task.fields[status]}"),
             )
             self.task = None
@@ -228,8 +250,11 @@ def quiet_progress(trainer, title: str):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if self.task is None or not logs:
                 return
-            shown = [f"{k.split('/')[-2] if k.endswith('/mean') else k}={logs[k]:.3f}"
-                     for k in ("loss", "rewards/accuracy/mean", "ktr/selected_frac/union") if k in logs]
+            shown = [
+                f"{k.split('/')[-2] if k.endswith('/mean') else k}={logs[k]:.3f}"
+                for k in ("loss", "rewards/accuracy/mean", "ktr/selected_frac/union")
+                if k in logs
+            ]
             self.progress.update(self.task, status=" ".join(shown))
 
         def on_step_end(self, args, state, control, **kwargs):
@@ -308,6 +333,20 @@ def attribution(trainer, records_limit: int = 4000) -> tuple[dict[str, Any], lis
     return {"precision": keep, "selection": selection_stats(records_list)}, records_list
 
 
+def moving_average(log_history: list[dict], keys: list[str], window: int) -> list[dict]:
+    """Log entries with each key replaced by its mean over the last ``window`` logged values (a readable curve)."""
+    out, seen = [], {k: [] for k in keys}
+    for entry in log_history:
+        row = {"step": entry.get("step")}
+        for key in keys:
+            if key in entry:
+                seen[key].append(entry[key])
+                row[key] = sum(seen[key][-window:]) / len(seen[key][-window:])
+        if len(row) > 1:
+            out.append(row)
+    return out
+
+
 def examples(records_list: list, n: int = 4) -> list[dict[str, str]]:
     from videoktr.analysis.highlight import render_example
 
@@ -357,8 +396,14 @@ def run_demo(cfg: DemoConfig, out: Path, console=None) -> dict[str, Any]:
         "rl_stopped_by_time_budget": stopped_early,
         "seconds": round(time.time() - start, 1),
     }
+    smoothed = moving_average(trainer.state.log_history, ["reward", "rewards/accuracy/mean"], window=10)
     plots = {
-        "rl_reward": plot_curves(trainer.state.log_history, ["reward", "rewards/accuracy/mean"], out / "rl_reward.png", "RL reward"),
+        "rl_reward": plot_curves(
+            smoothed,
+            ["reward", "rewards/accuracy/mean"],
+            out / "rl_reward.png",
+            "RL reward (10-step moving mean)",
+        ),
         "accuracy": plot_bars(
             {"SFT (before RL)": before["accuracy"], f"after RL ({cfg.method})": after["accuracy"]},
             out / "accuracy.png",
@@ -368,11 +413,17 @@ def run_demo(cfg: DemoConfig, out: Path, console=None) -> dict[str, Any]:
     if any("loss" in entry for entry in sft_log):
         plots["sft_loss"] = plot_curves(sft_log, ["loss"], out / "sft_loss.png", "SFT loss")
     if cfg.method == "ktr":
-        keys = [k for k in ("ktr/selected_frac/union", "ktr/selected_frac/visual", "ktr/selected_frac/temporal")]
-        plots["selection"] = plot_curves(trainer.state.log_history, keys, out / "selection.png", "Selected fraction")
+        keys = [
+            k for k in ("ktr/selected_frac/union", "ktr/selected_frac/visual", "ktr/selected_frac/temporal")
+        ]
+        plots["selection"] = plot_curves(
+            trainer.state.log_history, keys, out / "selection.png", "Selected fraction"
+        )
     (out / "results.json").write_text(json.dumps(results, indent=2))
     write_report(out, results, plots, examples(records_list), title=f"videoktr demo ({cfg.method})")
-    console.print_json(json.dumps({k: results[k] for k in ("accuracy_before_rl", "accuracy_after_rl", "seconds")}))
+    console.print_json(
+        json.dumps({k: results[k] for k in ("accuracy_before_rl", "accuracy_after_rl", "seconds")})
+    )
     console.print(f"report: {out / 'report.md'}")
     return results
 

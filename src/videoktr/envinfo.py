@@ -6,7 +6,17 @@ import argparse
 import importlib
 import platform
 
-LIBRARIES = ("torch", "torchvision", "transformers", "trl", "accelerate", "peft", "av", "datasets", "tokenizers")
+LIBRARIES = (
+    "torch",
+    "torchvision",
+    "transformers",
+    "trl",
+    "accelerate",
+    "peft",
+    "av",
+    "datasets",
+    "tokenizers",
+)
 OPTIONAL = {
     "deepspeed": "ZeRO-2/3 configs in configs/accelerate/ (GPU)",
     "vllm": "vLLM evaluation backend (GPU)",

@@ -95,10 +95,11 @@ def test_selection_stats_hand_computed(data):
     assert st["selected_frac"] == pytest.approx(
         {"visual": 4 / 11, "temporal": 4 / 11, "entropy": 0.0, "union": 7 / 11}
     )
-    # visual and temporal share only " moves": overlap 1/11, jaccard 1 / (4 + 4 - 1) = 1/7
-    assert st["overlap"]["visual_temporal"] == pytest.approx(1 / 11)
-    assert st["jaccard"]["visual_temporal"] == pytest.approx(1 / 7)
-    assert st["overlap"]["visual_entropy"] == 0.0 and st["jaccard"]["temporal_entropy"] == 0.0
+    # visual and temporal share only " moves": Jaccard overlap 1 / (4 + 4 - 1) = 1/7, both_frac 1/11
+    assert st["overlap"]["visual_temporal"] == pytest.approx(1 / 7)
+    assert st["both_frac"]["visual_temporal"] == pytest.approx(1 / 11)
+    # entropy selects nothing: Jaccard 0 / 4 = 0 (a selection exists on one side), both_frac 0 / 11
+    assert st["overlap"]["visual_entropy"] == 0.0 and st["both_frac"]["temporal_entropy"] == 0.0
     # union count per completion: 5 and 2
     assert st["union_per_completion"] == {"mean": 3.5, "min": 2, "max": 5}
     # mean visual score: (0+1+...+7 + 3*1) / 11 = (28 + 3) / 11
@@ -112,3 +113,10 @@ def test_selection_stats_empty_is_none():
     st = selection_stats([])
     assert st["n_tokens"] == 0 and st["selected_frac"] == {"union": None}
     assert st["union_per_completion"] == {"mean": None, "min": None, "max": None}
+
+
+def test_overlap_of_two_empty_selections_is_none():
+    recs = token_records(["a", "b"], {"visual": [False, False], "temporal": [False, False]})
+    st = selection_stats([recs])
+    # Jaccard 0 / 0 -> None (the trainer logs 0 here); both_frac 0 / 2 = 0
+    assert st["overlap"]["visual_temporal"] is None and st["both_frac"]["visual_temporal"] == 0.0

@@ -149,26 +149,45 @@ def test_ktr_with_a_full_fraction_equals_grpo_bit_for_bit(video_batch, grpo_refe
     assert all(torch.equal(ktr_grads[n], grpo_grads[n]) for n in grpo_grads)
 
 
-def test_temporal_full_fraction_keeps_the_tokens_of_videos_whose_order_matters(video_batch):
-    # The trainer treats a zero temporal shift as "no signal" (not a candidate): a video whose temporal patches
-    # are identical (a static synthetic scene) gets no temporal selection even at r = 1; every valid token of a
-    # video whose patches differ is kept.
-    trainer, batch = video_batch
+def _temporal_selection(trainer, batch, fraction):
     args = trainer.args
-    saved = (args.method, args.ktr_signals, args.ktr_temporal_fraction)
+    saved = (args.method, args.ktr_signals, args.ktr_temporal_fraction, args.log_selected_examples)
+    trainer.selection_records.clear()
     try:
-        args.method, args.ktr_signals, args.ktr_temporal_fraction = "ktr", ["temporal"], 1.0
+        args.method, args.ktr_signals, args.ktr_temporal_fraction = "ktr", ["temporal"], fraction
+        args.log_selected_examples = batch["completion_ids"].size(0)
         trainer._compute_loss(trainer.model, batch)
     finally:
-        args.method, args.ktr_signals, args.ktr_temporal_fraction = saved
+        args.method, args.ktr_signals, args.ktr_temporal_fraction, args.log_selected_examples = saved
+    return [r["masks"]["temporal"] for r in trainer.selection_records]
+
+
+def _moving_rows(batch):
     moving = []
     for pixels, (t, h, w) in zip(batch["pixel_values_videos"], batch["video_grid_thw"].tolist(), strict=True):
         patches = pixels.view(t, h * w, -1)
         moving.append(not all(torch.equal(patches[0], patches[i]) for i in range(1, t)))
-    valid = batch["completion_mask"].bool()
-    expected = sum(int(valid[i].sum()) for i, m in enumerate(moving) if m) / int(valid.sum())
-    assert 0 < expected < 1  # the fixture data has one static and one moving video
-    assert trainer._metrics["train"]["ktr/selected_frac/temporal"][-1] == pytest.approx(expected)
+    return moving
+
+
+def test_temporal_fraction_one_keeps_every_valid_token(video_batch):
+    # METHOD 2: r = 1 for a signal selects every valid token, even of a video whose temporal patches are identical.
+    trainer, batch = video_batch
+    masks = _temporal_selection(trainer, batch, 1.0)
+    assert all(all(m) for m in masks)
+    assert trainer._metrics["train"]["ktr/selected_frac/temporal"][-1] == pytest.approx(1.0)
+
+
+def test_unmoved_tokens_are_not_candidates_below_fraction_one(video_batch):
+    # A static synthetic scene: shuffling identical temporal patches moves no log-prob (score exactly 0), so for
+    # r < 1 none of its tokens is selected (the threshold does not "keep the ties" at zero); the moving video's
+    # tokens still are.
+    trainer, batch = video_batch
+    moving = _moving_rows(batch)
+    assert any(moving) and not all(moving)  # the fixture data has one static and one moving video
+    masks = _temporal_selection(trainer, batch, 0.5)
+    for mask, is_moving in zip(masks, moving, strict=True):
+        assert any(mask) == is_moving
 
 
 # ------------------------------------------------------------------------------------------- reward errors

@@ -39,8 +39,9 @@ def selection_stats(records_list: Sequence[Sequence[TokenRecord]], top_k: int = 
     records_list: (N completions) x (T_i records). Returns a nested dict (flatten with "/" for metric names):
     - ``n_completions``, ``n_tokens``: counts (all tokens of all completions).
     - ``selected_frac/{signal}``, ``selected_frac/union``: selected tokens / all tokens.
-    - ``overlap/{a}_{b}``: tokens selected by both a and b / all tokens (a, b in signal order).
-    - ``jaccard/{a}_{b}``: tokens selected by both / tokens selected by either.
+    - ``overlap/{a}_{b}``: Jaccard, tokens selected by both a and b / tokens selected by either (a, b in signal
+      order); the same definition as the trainer's ``ktr/overlap/{a}_{b}`` (which logs 0 where this gives None).
+    - ``both_frac/{a}_{b}``: tokens selected by both a and b / all tokens.
     - ``mean_score/{signal}``: mean score over all tokens (only for signals with scores on every token).
     - ``union_per_completion/{mean,min,max}``: key-token count per completion.
     - ``top_words/{signal or union}``: up to ``top_k`` (word, count) among selected tokens, most frequent first;
@@ -56,12 +57,12 @@ def selection_stats(records_list: Sequence[Sequence[TokenRecord]], top_k: int = 
 
     out: dict[str, Any] = {"n_completions": len(records_list), "n_tokens": n}
     out["selected_frac"] = {name: _ratio(sum(m), n) for name, m in sets.items()}
-    out["overlap"], out["jaccard"] = {}, {}
+    out["overlap"], out["both_frac"] = {}, {}
     for a, b in combinations(signals, 2):
         both = sum(x and y for x, y in zip(sets[a], sets[b]))
         either = sum(x or y for x, y in zip(sets[a], sets[b]))
-        out["overlap"][f"{a}_{b}"] = _ratio(both, n)
-        out["jaccard"][f"{a}_{b}"] = _ratio(both, either)
+        out["overlap"][f"{a}_{b}"] = _ratio(both, either)
+        out["both_frac"][f"{a}_{b}"] = _ratio(both, n)
     scored = [s for s in signals if flat and all(s in rec.scores for rec in flat)]
     out["mean_score"] = {s: sum(rec.scores[s] for rec in flat) / n for s in scored}
     counts = [sum(rec.union for rec in records) for records in records_list]

@@ -49,7 +49,9 @@ def _check_fraction(fraction: float) -> None:
 
 def _num_kept(fraction: float, n: torch.Tensor) -> torch.Tensor:
     """k = ceil(fraction * n), robust to float error; n: (S,) int counts -> (S,) int64."""
-    counts = n.detach().to("cpu", torch.int64)  # float64 arithmetic on CPU (not every accelerator has float64)
+    counts = n.detach().to(
+        "cpu", torch.int64
+    )  # float64 arithmetic on CPU (not every accelerator has float64)
     raw = torch.round(counts.to(torch.float64) * fraction, decimals=_K_DECIMALS)
     return torch.ceil(raw).to(torch.int64).clamp(max=counts).to(n.device)
 

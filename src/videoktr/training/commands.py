@@ -11,7 +11,9 @@ def run(args: argparse.Namespace) -> int:
 
         from videoktr.training.config import KTRConfig
 
-        own = {f.name for f in dataclasses.fields(KTRConfig)} - {f.name for f in dataclasses.fields(KTRConfig.__mro__[1])}
+        own = {f.name for f in dataclasses.fields(KTRConfig)} - {
+            f.name for f in dataclasses.fields(KTRConfig.__mro__[1])
+        }
         for f in dataclasses.fields(KTRConfig):
             if f.name in own:
                 print(f"{f.name}: {f.metadata.get('help', '')}")
@@ -41,6 +43,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Train from a recipe. Overrides: key=value, e.g. method=grpo trainer.learning_rate=1e-5 lora.r=8",
     )
     parser.add_argument("--config", help="recipe YAML (configs/*.yaml)")
-    parser.add_argument("--list-fields", action="store_true", help="list the Video-KTR config fields and exit")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides (dotted keys; bare keys go to trainer)")
+    parser.add_argument(
+        "--list-fields", action="store_true", help="list the Video-KTR config fields and exit"
+    )
+    parser.add_argument(
+        "overrides", nargs="*", help="key=value overrides (dotted keys; bare keys go to trainer)"
+    )
     parser.set_defaults(func=run)

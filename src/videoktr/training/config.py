@@ -63,16 +63,21 @@ class KTRConfig(GRPOConfig):
     # ---- key-token selection (method=ktr; method=entropy uses the entropy fraction and scope) ----------------
     ktr_signals: list[str] = field(
         default_factory=lambda: ["visual", "temporal", "entropy"],
-        metadata={"help": "Signals whose top tokens are selected (method=ktr): any of visual, temporal, entropy."},
+        metadata={
+            "help": "Signals whose top tokens are selected (method=ktr): any of visual, temporal, entropy."
+        },
     )
     ktr_visual_fraction: float = field(
-        default=0.2, metadata={"help": "Top fraction r of valid tokens kept by the visual signal (paper: 0.2)."}
+        default=0.2,
+        metadata={"help": "Top fraction r of valid tokens kept by the visual signal (paper: 0.2)."},
     )
     ktr_temporal_fraction: float = field(
-        default=0.2, metadata={"help": "Top fraction r of valid tokens kept by the temporal signal (paper: 0.2)."}
+        default=0.2,
+        metadata={"help": "Top fraction r of valid tokens kept by the temporal signal (paper: 0.2)."},
     )
     ktr_entropy_fraction: float = field(
-        default=0.2, metadata={"help": "Top fraction r of valid tokens kept by the entropy signal (paper: 0.2)."}
+        default=0.2,
+        metadata={"help": "Top fraction r of valid tokens kept by the entropy signal (paper: 0.2)."},
     )
     ktr_scope: str = field(
         default="group",
@@ -83,7 +88,8 @@ class KTRConfig(GRPOConfig):
         },
     )
     ktr_combine: str = field(
-        default="union", metadata={"help": "How per-signal selections combine: 'union' (paper) or 'intersection'."}
+        default="union",
+        metadata={"help": "How per-signal selections combine: 'union' (paper) or 'intersection'."},
     )
     ktr_signed: bool = field(
         default=False,
@@ -139,7 +145,9 @@ class KTRConfig(GRPOConfig):
     )
     ktr_mask_kl: bool = field(
         default=False,
-        metadata={"help": "Gate the KL term by the key-token mask too (authors' code); paper: KL on every token."},
+        metadata={
+            "help": "Gate the KL term by the key-token mask too (authors' code); paper: KL on every token."
+        },
     )
     aggregation: str = field(
         default="seq-mean-token-mean",
@@ -167,44 +175,61 @@ class KTRConfig(GRPOConfig):
             "[length_bonus_min, length_bonus_max] tokens, when >= length_bonus_min_correct of its group are correct."
         },
     )
-    length_bonus_min: int = field(default=320, metadata={"help": "Lower completion length (tokens) of the bonus."})
-    length_bonus_max: int = field(default=512, metadata={"help": "Upper completion length (tokens) of the bonus."})
+    length_bonus_min: int = field(
+        default=320, metadata={"help": "Lower completion length (tokens) of the bonus."}
+    )
+    length_bonus_max: int = field(
+        default=512, metadata={"help": "Upper completion length (tokens) of the bonus."}
+    )
     length_bonus_value: float = field(default=0.2, metadata={"help": "Size of the length bonus."})
     length_bonus_min_correct: int = field(
-        default=2, metadata={"help": "Correct completions a group needs before any of them gets the length bonus."}
+        default=2,
+        metadata={"help": "Correct completions a group needs before any of them gets the length bonus."},
     )
     tgrpo_mu: float = field(
         default=0.8,
-        metadata={"help": "T-GRPO: bonus applies when p_ordered >= mu * p_shuffled (authors' code 0.8; later 1.0)."},
+        metadata={
+            "help": "T-GRPO: bonus applies when p_ordered >= mu * p_shuffled (authors' code 0.8; later 1.0)."
+        },
     )
     tgrpo_alpha: float = field(
-        default=0.3, metadata={"help": "T-GRPO: bonus added to the accuracy reward of correct ordered completions."}
+        default=0.3,
+        metadata={"help": "T-GRPO: bonus added to the accuracy reward of correct ordered completions."},
     )
     tgrpo_num_shuffled: int | None = field(
         default=None,
         metadata={"help": "T-GRPO: completions sampled per prompt with shuffled frames (default G/2)."},
     )
     tw_alpha: float = field(
-        default=1.7, metadata={"help": "TW-GRPO: maximum token weight; w = 1 + (alpha - 1) * normalised divergence."}
+        default=1.7,
+        metadata={"help": "TW-GRPO: maximum token weight; w = 1 + (alpha - 1) * normalised divergence."},
     )
     # ---- video input -----------------------------------------------------------------------------------------
     video_frames: int | None = field(
         default=16, metadata={"help": "Frames sampled uniformly per video (even; paper: 16 for training)."}
     )
     video_fps: float | None = field(
-        default=None, metadata={"help": "Sample at this rate instead of a fixed count (then video_frames is unset)."}
+        default=None,
+        metadata={"help": "Sample at this rate instead of a fixed count (then video_frames is unset)."},
     )
-    video_max_frames: int = field(default=64, metadata={"help": "Upper bound on frames when sampling by fps."})
-    video_min_pixels: int | None = field(default=None, metadata={"help": "Minimum pixels per frame (processor)."})
+    video_max_frames: int = field(
+        default=64, metadata={"help": "Upper bound on frames when sampling by fps."}
+    )
+    video_min_pixels: int | None = field(
+        default=None, metadata={"help": "Minimum pixels per frame (processor)."}
+    )
     video_max_pixels: int | None = field(
         default=128 * 28 * 28, metadata={"help": "Maximum pixels per frame (paper: 128*28*28 for training)."}
     )
     prompt_template: str = field(
-        default="video-r1", metadata={"help": "Prompt template name (videoktr.data.prompts); same one for eval."}
+        default="video-r1",
+        metadata={"help": "Prompt template name (videoktr.data.prompts); same one for eval."},
     )
     log_selected_examples: int = field(
         default=0,
-        metadata={"help": "Every logging step, store this many completions with their selected tokens marked."},
+        metadata={
+            "help": "Every logging step, store this many completions with their selected tokens marked."
+        },
     )
 
     def __post_init__(self):
@@ -238,13 +263,19 @@ class KTRConfig(GRPOConfig):
         if self.ktr_segments < 2:
             raise ValueError(f"ktr_segments={self.ktr_segments}: segment_shuffle needs at least 2 segments")
         if self.video_frames is not None and self.video_fps is not None:
-            raise ValueError("set either video_frames or video_fps, not both (set video_frames: null to use fps)")
+            raise ValueError(
+                "set either video_frames or video_fps, not both (set video_frames: null to use fps)"
+            )
         if self.video_frames is None and self.video_fps is None:
             raise ValueError("set video_frames (e.g. 16) or video_fps")
         if self.video_frames is not None and (self.video_frames < 2 or self.video_frames % 2):
-            raise ValueError(f"video_frames={self.video_frames} must be even and >= 2 (Qwen2.5-VL pairs frames)")
+            raise ValueError(
+                f"video_frames={self.video_frames} must be even and >= 2 (Qwen2.5-VL pairs frames)"
+            )
         if self.method == "t_grpo" and self.num_generations is not None and self.num_generations < 2:
-            raise ValueError("method='t_grpo' needs num_generations >= 2 (it samples G/2 shuffled completions)")
+            raise ValueError(
+                "method='t_grpo' needs num_generations >= 2 (it samples G/2 shuffled completions)"
+            )
         if self.length_bonus_min > self.length_bonus_max:
             raise ValueError("length_bonus_min must be <= length_bonus_max")
         if self.use_bias_correction_kl and self.beta != 0.0:

@@ -38,7 +38,9 @@ def resolve_video(record: dict, root: str | Path) -> Path:
     return path if path.is_absolute() else Path(root) / path
 
 
-def prepare_rl_rows(records: list[dict], root: str | Path, sampling, template: str, check_videos: bool = True):
+def prepare_rl_rows(
+    records: list[dict], root: str | Path, sampling, template: str, check_videos: bool = True
+):
     """Records -> :class:`PreparedData` of conversational RL rows (videos checked by decoding them once)."""
     from videoktr.data.prompts import build_question
     from videoktr.data.video import VideoDecodeError, decode_video
@@ -55,10 +57,15 @@ def prepare_rl_rows(records: list[dict], root: str | Path, sampling, template: s
             try:
                 decode_video(video, sampling)
             except VideoDecodeError as err:
-                skipped.append({"problem_id": record.get("problem_id", index), "path": str(video), "reason": str(err)})
+                skipped.append(
+                    {"problem_id": record.get("problem_id", index), "path": str(video), "reason": str(err)}
+                )
                 logger.warning("skipping record %s: %s", record.get("problem_id", index), err)
                 continue
-        content = [{"type": "video", "video": str(video)}, {"type": "text", "text": build_question(record, template)}]
+        content = [
+            {"type": "video", "video": str(video)},
+            {"type": "text", "text": build_question(record, template)},
+        ]
         row = {"prompt": [{"role": "user", "content": content}]}
         row.update({k: record.get(k) for k in REWARD_COLUMNS if k in record})
         rows.append(row)

@@ -22,7 +22,17 @@ from typing import Any
 
 from videoktr.errors import UserError
 
-TOP_LEVEL = ("model", "data", "rewards", "lora", "freeze_vision", "resume_from_checkpoint", "trainer", "sft", "eval")
+TOP_LEVEL = (
+    "model",
+    "data",
+    "rewards",
+    "lora",
+    "freeze_vision",
+    "resume_from_checkpoint",
+    "trainer",
+    "sft",
+    "eval",
+)
 
 
 @dataclass
@@ -30,11 +40,19 @@ class Recipe:
     """A training run: model, data, rewards, adapters and the ``KTRConfig`` fields."""
 
     model: str = field(metadata={"help": "Local checkpoint directory (config + weights + processor)."})
-    data: dict = field(metadata={"help": "{train: FILE.json|jsonl, root: DIR the record paths are relative to}."})
-    rewards: list = field(default_factory=lambda: ["accuracy", "format"], metadata={"help": "Reward functions."})
-    lora: dict | None = field(default=None, metadata={"help": "PEFT LoRA options, or null for full fine-tuning."})
+    data: dict = field(
+        metadata={"help": "{train: FILE.json|jsonl, root: DIR the record paths are relative to}."}
+    )
+    rewards: list = field(
+        default_factory=lambda: ["accuracy", "format"], metadata={"help": "Reward functions."}
+    )
+    lora: dict | None = field(
+        default=None, metadata={"help": "PEFT LoRA options, or null for full fine-tuning."}
+    )
     freeze_vision: bool = field(default=False, metadata={"help": "Freeze the vision tower (no gradient)."})
-    resume_from_checkpoint: Any = field(default=None, metadata={"help": "Checkpoint dir, or true for the newest."})
+    resume_from_checkpoint: Any = field(
+        default=None, metadata={"help": "Checkpoint dir, or true for the newest."}
+    )
     trainer: dict = field(default_factory=dict, metadata={"help": "KTRConfig fields."})
     sft: dict | None = field(default=None, metadata={"help": "Optional SFT warm start options (demo)."})
     eval: dict | None = field(default=None, metadata={"help": "Optional evaluation options (demo)."})
@@ -83,7 +101,9 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 def _merge(base: dict, top: dict) -> dict:
     out = dict(base)
     for key, value in top.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
     return out
 
 

@@ -62,11 +62,16 @@ class SFTCollator:
         from videoktr.models.qwen2_5_vl import build_video_inputs
 
         prompt = build_video_inputs(
-            self.processor, [build_question(record, self.template)], [self._video(record)], sampling=self.sampling
+            self.processor,
+            [build_question(record, self.template)],
+            [self._video(record)],
+            sampling=self.sampling,
         )
         keep = prompt["attention_mask"][0].bool()
         prompt_ids = prompt["input_ids"][0][keep]
-        target = self.processor.tokenizer(sft_target(record), add_special_tokens=False)["input_ids"] + self.end_ids
+        target = (
+            self.processor.tokenizer(sft_target(record), add_special_tokens=False)["input_ids"] + self.end_ids
+        )
         target = torch.tensor(target, dtype=prompt_ids.dtype)
         return {
             "input_ids": torch.cat([prompt_ids, target]),
@@ -82,11 +87,16 @@ class SFTCollator:
         length = max(e["input_ids"].numel() for e in examples)
 
         def right_pad(key, value):
-            return torch.stack([torch.nn.functional.pad(e[key], (0, length - e[key].numel()), value=value) for e in examples])
+            return torch.stack(
+                [torch.nn.functional.pad(e[key], (0, length - e[key].numel()), value=value) for e in examples]
+            )
 
         input_ids = right_pad("input_ids", self.pad_id)
         attention = torch.stack(
-            [torch.nn.functional.pad(torch.ones_like(e["input_ids"]), (0, length - e["input_ids"].numel())) for e in examples]
+            [
+                torch.nn.functional.pad(torch.ones_like(e["input_ids"]), (0, length - e["input_ids"].numel()))
+                for e in examples
+            ]
         )
         return {
             "input_ids": input_ids,
@@ -111,7 +121,14 @@ class _Records(torch.utils.data.Dataset):
 
 
 def run_sft(
-    model, processor, records, root, sampling, training_args, options: SFTOptions | None = None, before_train=None
+    model,
+    processor,
+    records,
+    root,
+    sampling,
+    training_args,
+    options: SFTOptions | None = None,
+    before_train=None,
 ):
     """Fine-tune ``model`` on SFT ``records``; returns the transformers ``Trainer`` (its ``state.log_history``).
 
@@ -124,7 +141,9 @@ def run_sft(
         sft_target(record)  # every record must have a target: fail before training starts
     training_args.remove_unused_columns = False
     collator = SFTCollator(processor, root, sampling, options.template, options.cache_examples)
-    trainer = Trainer(model=model, args=training_args, train_dataset=_Records(records), data_collator=collator)
+    trainer = Trainer(
+        model=model, args=training_args, train_dataset=_Records(records), data_collator=collator
+    )
     if before_train is not None:
         before_train(trainer)
     trainer.train()

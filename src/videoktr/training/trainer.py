@@ -79,7 +79,9 @@ class KTRTrainer(GRPOTrainer):
         if not isinstance(args, KTRConfig):
             raise TypeError(f"KTRTrainer needs a KTRConfig, got {type(args).__name__}")
         if processing_class is None:
-            raise ValueError("KTRTrainer needs processing_class=<the model's processor> to build video inputs")
+            raise ValueError(
+                "KTRTrainer needs processing_class=<the model's processor> to build video inputs"
+            )
         funcs = reward_funcs if isinstance(reward_funcs, list) else [reward_funcs]
         funcs = [get_reward(f) if isinstance(f, str) else f for f in funcs]
         # A random or lightly trained model can sample vision placeholder tokens; they must never be generated.
@@ -88,7 +90,9 @@ class KTRTrainer(GRPOTrainer):
         args.generation_kwargs["suppress_tokens"] = sorted(
             set(args.generation_kwargs.get("suppress_tokens") or []) | set(suppress)
         )
-        super().__init__(model=model, reward_funcs=funcs, args=args, processing_class=processing_class, **kwargs)
+        super().__init__(
+            model=model, reward_funcs=funcs, args=args, processing_class=processing_class, **kwargs
+        )
         self._check_reward_names()
         self._check_dataset_modality()
         self.sampling = VideoSamplingConfig(
@@ -229,7 +233,9 @@ class KTRTrainer(GRPOTrainer):
             if key not in cache:
                 t = decoded.frames.shape[0]
                 perm = core.perturbations.random_derangement_like(t, self._ktr_generator)
-                pixels = reencode_with_frame_permutation(self.processing_class, [decoded], [perm], self.sampling)
+                pixels = reencode_with_frame_permutation(
+                    self.processing_class, [decoded], [perm], self.sampling
+                )
                 cache[key] = pixels["pixel_values_videos"]
             out.append(cache[key].to(self.accelerator.device))
         return out
@@ -284,7 +290,9 @@ class KTRTrainer(GRPOTrainer):
             }
             if video_features is not None:
                 pooled = tuple(video_features[start:end])
-                model_inputs["mm_encoder_outputs"] = {"video": BaseModelOutputWithPooling(pooler_output=pooled)}
+                model_inputs["mm_encoder_outputs"] = {
+                    "video": BaseModelOutputWithPooling(pooler_output=pooled)
+                }
             else:
                 pv = video["pixel_values_videos"][start:end]
                 model_inputs["pixel_values_videos"] = torch.cat(list(pv), dim=0)
@@ -302,7 +310,11 @@ class KTRTrainer(GRPOTrainer):
         """(N, T, V) temperature-scaled logits of the completion positions (no grad; TW-GRPO / distances)."""
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-        model_inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "logits_to_keep": logits_to_keep + 1}
+        model_inputs = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "logits_to_keep": logits_to_keep + 1,
+        }
         if video is not None:
             model_inputs.update(
                 mm_token_type_ids=self._mm_token_type_ids(input_ids),
@@ -311,12 +323,16 @@ class KTRTrainer(GRPOTrainer):
                 mm_encoder_outputs={"video": BaseModelOutputWithPooling(pooler_output=tuple(features))},
             )
         else:
-            model_inputs.update({k: v for k, v in image_kwargs.items() if v is not None and k != "num_images"})
+            model_inputs.update(
+                {k: v for k, v in image_kwargs.items() if v is not None and k != "num_images"}
+            )
         with torch.no_grad(), self.accelerator.autocast():
             logits = model(**model_inputs).logits[:, :-1]
         return logits.float() / self.temperature
 
-    def _video_features(self, model, pixel_rows: list[torch.Tensor], grid: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _video_features(
+        self, model, pixel_rows: list[torch.Tensor], grid: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
         """Per-row vision features from ONE vision pass over the distinct videos of the batch (keeps autograd)."""
         from videoktr.models.qwen2_5_vl import encode_videos
 
@@ -368,17 +384,23 @@ class KTRTrainer(GRPOTrainer):
         n_shuffled = self.args.tgrpo_num_shuffled or max(1, num_generations // 2)
         local_bonus = torch.zeros(n_local, device=accuracy.device)
         reward_fn = self.reward_funcs[self.reward_func_names.index(self.args.accuracy_reward)]
-        group_starts = sorted({(start + i) // num_generations * num_generations - start for i in range(n_local)})
+        group_starts = sorted(
+            {(start + i) // num_generations * num_generations - start for i in range(n_local)}
+        )
         for g0 in group_starts:
             rows = [i for i in range(max(g0, 0), min(g0 + num_generations, n_local))]
-            shuffled_acc = self._shuffled_accuracy(inputs[rows[0]], prompts[rows[0]], video, rows[0], n_shuffled, reward_fn)
+            shuffled_acc = self._shuffled_accuracy(
+                inputs[rows[0]], prompts[rows[0]], video, rows[0], n_shuffled, reward_fn
+            )
             p_ordered = local_acc[rows].mean().item()
             if p_ordered >= self.args.tgrpo_mu * shuffled_acc:
                 for i in rows:
                     if local_acc[i].item() > 0.1:
                         local_bonus[i] = self.args.tgrpo_alpha
         mode = "train" if self.model.training else "eval"
-        self._metrics[mode]["tgrpo/bonus_frac"].append(self.accelerator.gather(local_bonus).gt(0).float().mean().item())
+        self._metrics[mode]["tgrpo/bonus_frac"].append(
+            self.accelerator.gather(local_bonus).gt(0).float().mean().item()
+        )
         return self.accelerator.gather(local_bonus)
 
     def _shuffled_accuracy(self, example, prompt, video, row, n_shuffled, reward_fn) -> float:
@@ -471,7 +493,9 @@ class KTRTrainer(GRPOTrainer):
         values = self.accelerator.gather(values).view(-1, len(names)).nanmean(dim=0) if names else values
         for name, value in zip(names, values.tolist(), strict=True):
             self._metrics[mode][name].append(value)
-        totals = self.accelerator.reduce(torch.stack([(entropy * valid).sum(), valid.sum().float()]), reduction="sum")
+        totals = self.accelerator.reduce(
+            torch.stack([(entropy * valid).sum(), valid.sum().float()]), reduction="sum"
+        )
         self._metrics[mode]["entropy"].append((totals[0] / totals[1].clamp(min=1.0)).item())
 
     # ------------------------------------------------------------------------------------------- selection
@@ -483,7 +507,9 @@ class KTRTrainer(GRPOTrainer):
             logits = self._full_logits(model, **forward, video=video, features=features, **image_kwargs)
             weights = self._per_group(
                 inputs["group_ids"],
-                lambda rows: core.tw_token_weights(logits[rows], valid[rows], group_size=len(rows), alpha=args.tw_alpha),
+                lambda rows: core.tw_token_weights(
+                    logits[rows], valid[rows], group_size=len(rows), alpha=args.tw_alpha
+                ),
                 valid,
                 dtype=logits.dtype,
             )
@@ -499,7 +525,9 @@ class KTRTrainer(GRPOTrainer):
                 continue
             if video is None:
                 if kind == "temporal":
-                    raise ValueError("the temporal signal needs video inputs; drop 'temporal' from ktr_signals")
+                    raise ValueError(
+                        "the temporal signal needs video inputs; drop 'temporal' from ktr_signals"
+                    )
                 raise ValueError("the visual signal is computed for video prompts; this batch has none")
             shifted, rows_ok = self._perturbed_score(model, forward, video, features, kind, logp)
             scores[kind] = shifted
@@ -534,7 +562,9 @@ class KTRTrainer(GRPOTrainer):
                     dtype=torch.bool,
                 )
             else:
-                per_signal[name] = core.top_fraction_mask(scores[name], v, fraction, scope=self.args.selection_scope)
+                per_signal[name] = core.top_fraction_mask(
+                    scores[name], v, fraction, scope=self.args.selection_scope
+                )
         stacked = torch.stack(list(per_signal.values()))
         mask = stacked.any(dim=0) if self.args.ktr_combine == "union" else stacked.all(dim=0)
         return mask & valid, per_signal
@@ -566,13 +596,21 @@ class KTRTrainer(GRPOTrainer):
             perturbed = feats
         elif kind == "temporal" and args.ktr_temporal_level == "frame":
             with torch.no_grad():
-                perturbed = self._video_features(model, video["pixel_values_videos_shuffled"], video["video_grid_thw"])
+                perturbed = self._video_features(
+                    model, video["pixel_values_videos_shuffled"], video["video_grid_thw"]
+                )
         else:
             registry = VISUAL_PERTURBATIONS if kind == "visual" else TEMPORAL_PERTURBATIONS
             name = args.ktr_visual_perturbation if kind == "visual" else args.ktr_temporal_perturbation
             options = {"n_segments": args.ktr_segments} if name == "segment_shuffle" else {}
             out = apply_perturbation(
-                registry, name, feats, video["video_grid_thw"], self._merge_size, self._ktr_generator, **options
+                registry,
+                name,
+                feats,
+                video["video_grid_thw"],
+                self._merge_size,
+                self._ktr_generator,
+                **options,
             )
             rows_ok = torch.tensor([o is not None for o in out], device=logp.device)
             perturbed = tuple(o if o is not None else f for o, f in zip(out, feats, strict=True))
@@ -580,7 +618,11 @@ class KTRTrainer(GRPOTrainer):
         if args.ktr_distance == "logprob":
             with torch.no_grad():
                 logp_p, _, _ = self._get_per_token_logps_and_entropies(
-                    model, fwd["input_ids"], fwd["attention_mask"], fwd["logits_to_keep"], video=video,
+                    model,
+                    fwd["input_ids"],
+                    fwd["attention_mask"],
+                    fwd["logits_to_keep"],
+                    video=video,
                     video_features=perturbed,
                 )
             return core.logprob_shift(logp, logp_p, signed=args.ktr_signed), rows_ok

@@ -2,9 +2,10 @@
 
     python benchmarks/step_cost.py --demo-dir runs/demo [--reps 5]
 
-Uses the demo's SFT checkpoint and data (built first if missing, as `videoktr demo` would). For each method, one
-trainer from the same checkpoint and seed: the rollout (generation + rewards + advantages) is timed once, then the
-loss + backward on that same batch is timed ``reps`` times (median). Per-step time = rollout + loss/backward.
+Uses the demo's SFT checkpoint and data (built first if missing, as `videoktr demo` would). grpo, ktr and tw_grpo
+share the rollout code, so one rollout (generation + rewards + advantages, same seed) is timed and their loss +
+backward are timed on that same batch, interleaved round-robin; t_grpo's rollout (with its shuffled-video
+generations) is timed with its own trainer. Every figure is a median of ``reps`` repetitions after one warm-up. Per-step time = rollout + loss/backward.
 KTR's attribution overhead = its loss/backward time minus grpo's on the same batch; its floor = two no-grad
 language-model passes over the batch with precomputed video features (the masked and the shuffled pass: the
 full-video log-probs and entropies come from the policy forward itself). Vision-tower calls are counted with a
@@ -19,8 +20,6 @@ import time
 from pathlib import Path
 
 import torch
-
-METHODS = ("grpo", "ktr", "t_grpo", "tw_grpo")
 
 
 def build(method: str, cfg, out: Path, paths, sft_dir: Path):
@@ -37,38 +36,44 @@ def one_batch(trainer) -> list[dict]:
     return next(iter(trainer.get_train_dataloader()))
 
 
-def time_method(method, cfg, out, paths, sft_dir, reps):
+def time_rollout(trainer, batch, seed: int, reps: int) -> tuple[float, int, dict]:
+    """Median seconds of the rollout (generation + rewards + advantages) with the same seed each time."""
     from videoktr.models.qwen2_5_vl import VisionCallCounter
 
-    trainer = build(method, cfg, out, paths, sft_dir)
-    model = trainer.model
-    model.train()
-    batch = one_batch(trainer)
-    torch.manual_seed(cfg.seed)
-    with VisionCallCounter(model) as gen_calls:
-        start = time.perf_counter()
-        inputs = trainer._prepare_inputs(batch)
-        rollout = time.perf_counter() - start
-    times, loss_calls = [], []
-    for _ in range(reps):
-        model.zero_grad(set_to_none=True)
-        with VisionCallCounter(model) as calls:
+    times, inputs, calls = [], None, 0
+    for _ in range(1 + reps):  # the first repetition warms caches up and is not counted
+        torch.manual_seed(seed)
+        trainer._buffered_inputs = None
+        with VisionCallCounter(trainer.model) as counter:
             start = time.perf_counter()
-            loss = trainer.compute_loss(model, inputs)
-            loss.backward()
+            inputs = trainer._prepare_inputs(batch)
             times.append(time.perf_counter() - start)
-        loss_calls.append(calls.count)
-    return (
-        trainer,
-        inputs,
-        {
-            "rollout_s": rollout,
-            "loss_s": statistics.median(times),
-            "vision_calls_rollout": gen_calls.count,
-            "vision_calls_loss": statistics.median(loss_calls),
-            "tokens": int(inputs["completion_mask"].sum()),
-        },
-    )
+        calls = counter.count
+    return statistics.median(times[1:]), calls, inputs
+
+
+def time_losses(trainer, inputs, methods, reps: int) -> dict[str, tuple[float, int]]:
+    """Median seconds of loss + backward per method on the SAME batch, methods interleaved round-robin."""
+    from videoktr.models.qwen2_5_vl import VisionCallCounter
+
+    model, saved = trainer.model, trainer.args.method
+    times = {m: [] for m in methods}
+    calls = {}
+    try:
+        for rep in range(1 + reps):
+            for method in methods:
+                trainer.args.method = method
+                model.zero_grad(set_to_none=True)
+                with VisionCallCounter(model) as counter:
+                    start = time.perf_counter()
+                    trainer.compute_loss(model, inputs).backward()
+                    elapsed = time.perf_counter() - start
+                if rep:  # repetition 0 is a warm-up
+                    times[method].append(elapsed)
+                calls[method] = counter.count
+    finally:
+        trainer.args.method = saved
+    return {m: (statistics.median(times[m]), calls[m]) for m in methods}
 
 
 def floor_seconds(trainer, inputs, reps: int) -> float:
@@ -80,7 +85,7 @@ def floor_seconds(trainer, inputs, reps: int) -> float:
     with torch.no_grad():
         feats = trainer._video_features(model, video["pixel_values_videos"], video["video_grid_thw"])
     times = []
-    for _ in range(reps):
+    for _ in range(1 + reps):
         start = time.perf_counter()
         with torch.no_grad():
             for _ in range(2):
@@ -88,7 +93,7 @@ def floor_seconds(trainer, inputs, reps: int) -> float:
                     model, ids, mask, inputs["completion_ids"].size(1), video=video, video_features=feats
                 )
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(times[1:])
 
 
 def main() -> None:
@@ -98,18 +103,45 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--demo-dir", default="runs/demo", help="demo output dir (its SFT stage is reused)")
-    parser.add_argument("--reps", type=int, default=5, help="loss/backward repetitions per method (median)")
+    parser.add_argument("--reps", type=int, default=7, help="loss/backward repetitions per method (median)")
     args = parser.parse_args()
     cfg, out = DemoConfig(), Path(args.demo_dir)
     paths = make_data(cfg, out)
     sft_dir, _ = run_sft_stage(cfg, out, paths, make_model(cfg, out, paths))
-    rows, floor = {}, None
-    for method in METHODS:
-        trainer, inputs, row = time_method(method, cfg, out, paths, sft_dir, args.reps)
+    # grpo, ktr and tw_grpo differ only in the loss: one trainer, one rollout, their losses timed on the same batch.
+    trainer = build("ktr", cfg, out, paths, sft_dir)
+    trainer.current_gradient_accumulation_steps = (
+        1  # set by Trainer.train(); we call the step pieces directly
+    )
+    trainer.model.train()
+    batch = one_batch(trainer)
+    rollout, rollout_calls, inputs = time_rollout(trainer, batch, cfg.seed, args.reps)
+    losses = time_losses(trainer, inputs, ("grpo", "ktr", "tw_grpo"), args.reps)
+    floor = floor_seconds(trainer, inputs, args.reps)
+    # t_grpo's rollout adds the shuffled-video generations; its loss is grpo's.
+    t_trainer = build("t_grpo", cfg, out, paths, sft_dir)
+    t_trainer.current_gradient_accumulation_steps = 1
+    t_trainer.model.train()
+    t_rollout, t_calls, _ = time_rollout(t_trainer, batch, cfg.seed, args.reps)
+    tokens = int(inputs["completion_mask"].sum())
+    rows = {}
+    for method, (loss_s, loss_calls) in losses.items():
+        rows[method] = {
+            "rollout_s": rollout,
+            "loss_s": loss_s,
+            "vision_calls_rollout": rollout_calls,
+            "vision_calls_loss": loss_calls,
+            "tokens": tokens,
+        }
+    rows["t_grpo"] = {
+        "rollout_s": t_rollout,
+        "loss_s": losses["grpo"][0],
+        "vision_calls_rollout": t_calls,
+        "vision_calls_loss": losses["grpo"][1],
+        "tokens": tokens,
+    }
+    for row in rows.values():
         row["step_s"] = row["rollout_s"] + row["loss_s"]
-        rows[method] = row
-        if method == "ktr":
-            floor = floor_seconds(trainer, inputs, args.reps)
     grpo = rows["grpo"]
     print(
         f"{'method':8s} {'rollout s':>9s} {'loss+bwd s':>10s} {'step s':>7s} {'/grpo':>6s} "

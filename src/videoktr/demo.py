@@ -216,6 +216,7 @@ def rl_recipe(cfg: DemoConfig, out: Path, paths: dict[str, Path], sft_dir: Path)
         length_bonus=False,  # completions here are ~40 tokens; the 320..512-token bonus could never apply
         log_selected_examples=cfg.rl_prompts * cfg.num_generations,
         lr_scheduler_type="constant",
+        gradient_checkpointing=False,  # TRL defaults to True; recomputation only costs time on a tiny model
         disable_tqdm=False,
         **cfg.trainer_overrides,
     )

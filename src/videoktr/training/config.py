@@ -293,6 +293,18 @@ class KTRConfig(GRPOConfig):
             raise ValueError(f"tw_alpha={self.tw_alpha} must be >= 1 (weights run from 1 to alpha)")
 
     # ---- derived views used by the trainer -------------------------------------------------------------------
+    def video_sampling(self):
+        """The ``VideoSamplingConfig`` these fields describe (frames or fps, pixel budget)."""
+        from videoktr.data.video import VideoSamplingConfig
+
+        return VideoSamplingConfig(
+            num_frames=self.video_frames,
+            fps=self.video_fps,
+            max_frames=self.video_max_frames,
+            min_pixels=self.video_min_pixels,
+            max_pixels=self.video_max_pixels,
+        )
+
     @property
     def selection_signals(self) -> list[str]:
         """Signals that gate the policy gradient for this method ([] = every token)."""

@@ -183,15 +183,7 @@ def build_trainer(recipe: Recipe, config=None, model=None, processor=None):
     if model is None:
         model, processor, peft_config = load_model(recipe.model, recipe.freeze_vision, recipe.lora)
     records = load_records(recipe.data["train"])
-    from videoktr.data.video import VideoSamplingConfig
-
-    sampling = VideoSamplingConfig(
-        num_frames=config.video_frames,
-        fps=config.video_fps,
-        max_frames=config.video_max_frames,
-        min_pixels=config.video_min_pixels,
-        max_pixels=config.video_max_pixels,
-    )
+    sampling = config.video_sampling()
     root = recipe.data.get("root", str(Path(recipe.data["train"]).parent))
     prepared = prepare_rl_rows(records, root, sampling, config.prompt_template)
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)

@@ -72,7 +72,6 @@ class KTRTrainer(GRPOTrainer):
     _tag_names = ["trl", "grpo", "videoktr"]
 
     def __init__(self, model, reward_funcs, args: KTRConfig, processing_class=None, **kwargs):
-        from videoktr.data.video import VideoSamplingConfig
         from videoktr.models.tiny import vision_token_ids
         from videoktr.rewards import get_reward
 
@@ -95,13 +94,7 @@ class KTRTrainer(GRPOTrainer):
         )
         self._check_reward_names()
         self._check_dataset_modality()
-        self.sampling = VideoSamplingConfig(
-            num_frames=args.video_frames,
-            fps=args.video_fps,
-            max_frames=args.video_max_frames,
-            min_pixels=args.video_min_pixels,
-            max_pixels=args.video_max_pixels,
-        )
+        self.sampling = args.video_sampling()
         self._rollout_video: dict[str, Any] | None = None
         self._ktr_generator = torch.Generator().manual_seed(args.seed + 7919 * self.accelerator.process_index)
         self.vision_calls = 0  # vision-tower calls made by the loss computation (not by generation)

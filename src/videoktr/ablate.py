@@ -94,8 +94,9 @@ def table(rows: list[dict], names: list[str], sft: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from videoktr.demo import evaluate_dir, make_data, make_model, run_sft_stage
+    from videoktr.demo import evaluate_dir, make_data, make_model, quiet_libraries, run_sft_stage
 
+    quiet_libraries()
     console = Console()
     base, variants = _load(args.config)
     if args.only:

@@ -1,0 +1,101 @@
+"""A very short demo and ablation, end to end through the CLI (the real stages, tiny sizes)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from videoktr.ablate import mean_std, table
+from videoktr.cli import main
+
+TINY = [
+    "n_train=12",
+    "n_test=8",
+    "sft_samples=8",
+    "sft_steps=3",
+    "sft_batch_size=4",
+    "rl_steps=2",
+    "rl_prompts=2",
+    "num_generations=2",
+    "max_completion_length=12",
+    "eval_batch_size=8",
+]
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_demo_writes_results_report_and_plots(demo_dir):
+    results = json.loads((demo_dir / "results.json").read_text())
+    for key in ("accuracy_before_rl", "accuracy_after_rl", "attribution_precision", "seconds"):
+        assert key in results
+    assert 0.0 <= results["accuracy_before_rl"] <= 1.0 and 0.0 <= results["accuracy_after_rl"] <= 1.0
+    # one static and one temporal question kind by default, reported per family
+    assert {"family/static", "family/temporal"} <= set(results["accuracy_by_category_after_rl"])
+    assert results["rl_steps_done"] == 2
+    precision = results["attribution_precision"]
+    assert {"visual/visual", "temporal/temporal", "entropy/visual", "union/visual"} <= set(precision)
+    assert all(0.0 <= p["base_rate"] <= 1.0 for p in precision.values())
+    report = (demo_dir / "report.md").read_text()
+    assert "accuracy\\_after\\_rl" in report and "rl_reward.png" in report
+    assert (demo_dir / "rl_reward.png").stat().st_size > 0
+    assert (demo_dir / "report.html").is_file()
+    # each recorded RL completion carries its per-signal masks
+    first = json.loads((demo_dir / "rl" / "selections.jsonl").read_text().splitlines()[0])
+    assert set(first["masks"]) == {"visual", "temporal", "entropy"}
+
+
+def test_demo_rerun_skips_finished_stages(demo_dir):
+    sft_marker = demo_dir / "sft" / "stage.json"
+    before = sft_marker.stat().st_mtime_ns
+    model_before = (demo_dir / "model" / "stage.json").stat().st_mtime_ns
+    assert main(["demo", "--out", str(demo_dir), *TINY, "rl_steps=1"]) == 0
+    assert sft_marker.stat().st_mtime_ns == before
+    assert (demo_dir / "model" / "stage.json").stat().st_mtime_ns == model_before
+    assert json.loads((demo_dir / "results.json").read_text())["rl_steps_done"] == 1
+
+
+def test_demo_rejects_unknown_settings(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "rl_stepz=3"]) == 2
+    assert "unknown demo settings ['rl_stepz']" in capsys.readouterr().err
+
+
+def test_ablation_table_mean_and_std():
+    # seeds 0.5 and 0.7: mean 60.0, sample std sqrt(((0.1)^2 + (0.1)^2) / 1) = 0.1414 -> 14.1
+    assert mean_std([0.5, 0.7]) == "60.0 +- 14.1"
+    assert mean_std([0.25]) == "25.0 +- 0.0"
+    assert mean_std([None]) == "n/a"
+    sft = {"accuracy": 0.5, "by_category": {"family/static": 0.75, "family/temporal": 0.25}}
+    rows = [
+        {"variant": "A", "seed": 0, "accuracy": 0.5, "static": 1.0, "temporal": 0.0},
+        {"variant": "A", "seed": 1, "accuracy": 0.7, "static": 1.0, "temporal": 0.4},
+    ]
+    text = table(rows, ["A", "B"], sft)
+    assert "| SFT checkpoint (no RL) | - | 50.0 | 75.0 | 25.0 |" in text
+    assert "| A | 2 | 60.0 +- 14.1 | 100.0 +- 0.0 | 20.0 +- 28.3 |" in text
+    assert "| B |" not in text  # a variant with no finished run is not shown as if it had results
+
+
+def test_ablate_runs_variants_from_one_sft_checkpoint_and_resumes(tmp_path):
+    config = tmp_path / "ablate.yaml"
+    demo = dict(item.split("=") for item in TINY)
+    lines = ["demo:"] + [f"  {k}: {v}" for k, v in demo.items()]
+    lines += [
+        "variants:",
+        "  - {name: GRPO, method: grpo}",
+        "  - {name: V, method: ktr, trainer: {ktr_signals: [visual]}}",
+    ]
+    config.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    assert main(["ablate", "--config", str(config), "--seeds", "1", "--out", str(out)]) == 0
+    runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert [(r["variant"], r["seed"]) for r in runs] == [("GRPO", 0), ("V", 0)]
+    assert "| GRPO | 1 |" in (out / "ablation.md").read_text()
+    # rerun: finished (variant, seed) pairs are skipped, not retrained
+    assert main(["ablate", "--config", str(config), "--seeds", "1", "--out", str(out)]) == 0
+    assert len((out / "runs.jsonl").read_text().splitlines()) == 2

@@ -380,13 +380,13 @@ class KTRTrainer(GRPOTrainer):
         group_starts = sorted(
             {(start + i) // num_generations * num_generations - start for i in range(n_local)}
         )
-        for g0 in group_starts:
-            rows = [i for i in range(max(g0, 0), min(g0 + num_generations, n_local))]
-            shuffled_acc = self._shuffled_accuracy(
-                inputs[rows[0]], prompts[rows[0]], video, rows[0], n_shuffled, reward_fn
-            )
+        groups = [list(range(max(g0, 0), min(g0 + num_generations, n_local))) for g0 in group_starts]
+        shuffled_acc = self._shuffled_accuracies(
+            inputs, prompts, video, [g[0] for g in groups], n_shuffled, reward_fn
+        )
+        for rows, p_shuffled in zip(groups, shuffled_acc, strict=True):
             p_ordered = local_acc[rows].mean().item()
-            if p_ordered >= self.args.tgrpo_mu * shuffled_acc:
+            if p_ordered >= self.args.tgrpo_mu * p_shuffled:
                 for i in rows:
                     if local_acc[i].item() > 0.1:
                         local_bonus[i] = self.args.tgrpo_alpha
@@ -396,27 +396,40 @@ class KTRTrainer(GRPOTrainer):
         )
         return self.accelerator.gather(local_bonus)
 
-    def _shuffled_accuracy(self, example, prompt, video, row, n_shuffled, reward_fn) -> float:
-        """Mean accuracy of ``n_shuffled`` completions sampled with the row's temporal patches permuted."""
-        grid = video["video_grid_thw"][row : row + 1]
-        pixels = video["pixel_values_videos"][row]
-        t = int(grid[0, 0])
-        perm = core.perturbations.shuffle_permutation(t, self._ktr_generator)
-        if perm is not None:  # pixel rows are ordered (t, h, w): permute the t blocks of h*w rows
-            pixels = pixels.view(t, -1, pixels.size(-1))[perm].reshape_as(pixels)
-        prompt_ids, _, fields = self._tokenize_prompts([prompt])
-        fields = {**fields, "pixel_values_videos": pixels.repeat(n_shuffled, 1)}
-        fields["video_grid_thw"] = grid.repeat(n_shuffled, 1)
-        fields["second_per_grid_ts"] = video["second_per_grid_ts"][row : row + 1].repeat(n_shuffled)
-        fields["mm_token_type_ids"] = fields["mm_token_type_ids"] * n_shuffled
+    def _shuffled_accuracies(self, inputs, prompts, video, rows, n_shuffled, reward_fn) -> list[float]:
+        """For each row in ``rows`` (one per prompt): mean accuracy of ``n_shuffled`` completions sampled with
+        that row's temporal patches permuted (one permutation per prompt). One generation call for all prompts."""
+        prompt_ids, _, fields = self._tokenize_prompts([prompts[r] for r in rows])
         self._rollout_video = video  # _tokenize_prompts replaced it; restore the batch's video
-        completion_ids, _ = self._generate_single_turn(prompt_ids * n_shuffled, None, fields, n_shuffled)
+        ids, mm, pixels, grids, seconds = [], [], [], [], []
+        for k, row in enumerate(rows):
+            grid, rows_pixels = video["video_grid_thw"][row], video["pixel_values_videos"][row]
+            t = int(grid[0])
+            perm = core.perturbations.shuffle_permutation(t, self._ktr_generator)
+            if perm is not None:  # pixel rows are ordered (t, h, w): permute the t blocks of h*w rows
+                rows_pixels = rows_pixels.view(t, -1, rows_pixels.size(-1))[perm].reshape_as(rows_pixels)
+            ids += [prompt_ids[k]] * n_shuffled
+            mm += [fields["mm_token_type_ids"][k]] * n_shuffled
+            pixels += [rows_pixels] * n_shuffled
+            grids += [grid] * n_shuffled
+            seconds += [video["second_per_grid_ts"][row]] * n_shuffled
+        batch = {
+            "pixel_values_videos": torch.cat(pixels),
+            "video_grid_thw": torch.stack(grids),
+            "second_per_grid_ts": torch.stack(seconds),
+            "mm_token_type_ids": mm,
+        }
+        completion_ids, _ = self._generate_single_turn(ids, None, batch, n_shuffled)
         texts = self.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
-        completions = [[{"role": "assistant", "content": text}] for text in texts]
-        columns = {k: [v] * n_shuffled for k, v in example.items() if k != "prompt"}
-        values = reward_fn(prompts=[prompt] * n_shuffled, completions=completions, **columns)
-        values = [v for v in values if v is not None]
-        return sum(values) / len(values) if values else 0.0
+        accuracies = []
+        for k, row in enumerate(rows):
+            chunk = texts[k * n_shuffled : (k + 1) * n_shuffled]
+            completions = [[{"role": "assistant", "content": text}] for text in chunk]
+            columns = {key: [v] * n_shuffled for key, v in inputs[row].items() if key != "prompt"}
+            values = reward_fn(prompts=[prompts[row]] * n_shuffled, completions=completions, **columns)
+            values = [v for v in values if v is not None]
+            accuracies.append(sum(values) / len(values) if values else 0.0)
+        return accuracies
 
     # ------------------------------------------------------------------------------------------------- loss
     def _compute_loss(self, model, inputs):

@@ -229,15 +229,20 @@ def _scene_count(rng: np.random.Generator, answer: int, cfg: SyntheticConfig) ->
     return Scene(squares, "How many squares are in the video?", slots)
 
 
-def _scene_first_color(rng: np.random.Generator, answer: int, cfg: SyntheticConfig) -> Scene:
-    order = [answer, *_others(rng, answer, 1)]
-    sizes = _sizes(rng, 2)
-    positions = _slot_positions(rng, cfg, 2, sizes)
-    segments = _segments(rng, cfg.num_frames, 2)
-    squares = [
+def _one_after_another(rng: np.random.Generator, cfg: SyntheticConfig, order: list[int]) -> list[Square]:
+    """Squares of the colours in ``order``, each shown in its own frame range, one after another."""
+    sizes = _sizes(rng, len(order))
+    positions = _slot_positions(rng, cfg, len(order), sizes)
+    segments = _segments(rng, cfg.num_frames, len(order))
+    return [
         Square(COLOR_NAMES[c], s, _shown(p, seg, cfg.num_frames))
         for c, s, p, seg in zip(order, sizes, positions, segments)
     ]
+
+
+def _scene_first_color(rng: np.random.Generator, answer: int, cfg: SyntheticConfig) -> Scene:
+    order = [answer, *_others(rng, answer, 1)]
+    squares = _one_after_another(rng, cfg, order)
     slots = {"a": COLOR_NAMES[order[0]], "b": COLOR_NAMES[order[1]]}
     return Scene(squares, "Which color appears first?", slots)
 
@@ -263,13 +268,7 @@ def _scene_direction(rng: np.random.Generator, answer: int, cfg: SyntheticConfig
 def _scene_after(rng: np.random.Generator, answer: int, cfg: SyntheticConfig) -> Scene:
     asked, third = _others(rng, answer, 2)
     order = [asked, answer, third] if rng.random() < 0.5 else [third, asked, answer]
-    sizes = _sizes(rng, 3)
-    positions = _slot_positions(rng, cfg, 3, sizes)
-    segments = _segments(rng, cfg.num_frames, 3)
-    squares = [
-        Square(COLOR_NAMES[c], s, _shown(p, seg, cfg.num_frames))
-        for c, s, p, seg in zip(order, sizes, positions, segments)
-    ]
+    squares = _one_after_another(rng, cfg, order)
     names = [COLOR_NAMES[c] for c in order]
     slots = {
         "c1": names[0],

@@ -97,7 +97,6 @@ class KTRTrainer(GRPOTrainer):
         self.sampling = args.video_sampling()
         self._rollout_video: dict[str, Any] | None = None
         self._ktr_generator = torch.Generator().manual_seed(args.seed + 7919 * self.accelerator.process_index)
-        self.vision_calls = 0  # vision-tower calls made by the loss computation (not by generation)
         self.selection_records: list[dict] = []  # rows with their selected tokens (log_selected_examples)
         self.skipped_videos: list[dict] = []
 
@@ -329,7 +328,6 @@ class KTRTrainer(GRPOTrainer):
         """Per-row vision features from ONE vision pass over the distinct videos of the batch (keeps autograd)."""
         from videoktr.models.qwen2_5_vl import encode_videos
 
-        self.vision_calls += 1
         features = encode_videos(self._inner_model(model), torch.cat(pixel_rows, dim=0), grid, dedupe=True)
         return tuple(features)
 

@@ -1,0 +1,136 @@
+"""The model-specific forwards ``KTRTrainer`` calls (Qwen2.5-VL), behind one small interface.
+
+``KTRTrainer`` asks a model adapter for five things: the M-RoPE token types of a batch, the per-row vision features
+of a batch's videos (one vision pass), the per-token log-probs / entropies of the completion tokens with the video
+(or precomputed features), the full next-token logits at the completion positions (TW-GRPO, distance scores), and
+the id of the video placeholder token. A later per-family adapter implements the same methods.
+
+Shapes: N rows, P + T = L prompt + completion length, T completion positions, V vocabulary. ``video`` is a dict
+with per-row ``pixel_values_videos`` (list of N tensors), ``video_grid_thw`` (N, 3) and ``second_per_grid_ts`` (N,).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import torch
+
+__all__ = ["QwenVLForwards"]
+
+
+class QwenVLForwards:
+    """Qwen2.5-VL forwards for the trainer.
+
+    Args:
+        config: the model's config (``video_token_id``, optional ``image_token_id``).
+        processor: the model's processor (its video processor's ``merge_size``).
+    """
+
+    def __init__(self, config, processor):
+        self.video_token_id = int(config.video_token_id)
+        self.image_token_id = getattr(config, "image_token_id", None)
+        self.merge_size = int(processor.video_processor.merge_size)
+
+    def mm_token_type_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(N, L) 0 text, 1 image placeholder, 2 video placeholder: the M-RoPE layout of Qwen2.5-VL."""
+        mm = torch.zeros_like(input_ids)
+        if self.image_token_id is not None:
+            mm[input_ids == self.image_token_id] = 1
+        mm[input_ids == self.video_token_id] = 2
+        return mm
+
+    def video_features(
+        self, model: torch.nn.Module, pixel_rows: list[torch.Tensor], grid: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        """Per-row vision features from ONE vision pass over the distinct videos of the batch (keeps autograd).
+
+        model: the unwrapped model (any PEFT wrapping is fine); pixel_rows: N tensors; grid: (N, 3).
+        """
+        from videoktr.models.qwen2_5_vl import encode_videos
+
+        return tuple(encode_videos(model, torch.cat(pixel_rows, dim=0), grid, dedupe=True))
+
+    def _video_inputs(self, input_ids, video, features) -> dict[str, Any]:
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        out = {
+            "mm_token_type_ids": self.mm_token_type_ids(input_ids),
+            "video_grid_thw": video["video_grid_thw"],
+            "second_per_grid_ts": video["second_per_grid_ts"],
+        }
+        if features is not None:
+            out["mm_encoder_outputs"] = {"video": BaseModelOutputWithPooling(pooler_output=tuple(features))}
+        else:
+            out["pixel_values_videos"] = torch.cat(list(video["pixel_values_videos"]), dim=0)
+        return out
+
+    def token_logps(
+        self,
+        model: torch.nn.Module,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        logits_to_keep: int,
+        video: dict,
+        features: tuple[torch.Tensor, ...] | None = None,
+        batch_size: int | None = None,
+        compute_entropy: bool = False,
+        autocast: AbstractContextManager | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Log-probs (N, T) of the completion tokens (and entropies (N, T)) with the video in the forward.
+
+        ``features``: per-row vision features to use instead of running the vision tower. ``autocast``: a context
+        manager entered around each forward (the accelerator's autocast).
+        """
+        batch_size = batch_size or input_ids.size(0)
+        logps, entropies = [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            end = min(start + batch_size, input_ids.size(0))
+            rows = slice(start, end)
+            part = {
+                "pixel_values_videos": video["pixel_values_videos"][rows],
+                "video_grid_thw": video["video_grid_thw"][rows],
+                "second_per_grid_ts": video["second_per_grid_ts"][rows],
+            }
+            model_inputs = {
+                "input_ids": input_ids[rows],
+                "attention_mask": attention_mask[rows],
+                **self._video_inputs(input_ids[rows], part, None if features is None else features[rows]),
+            }
+            labels = model_inputs["input_ids"].masked_fill(model_inputs["attention_mask"] == 0, -100)
+            labels[:, :-logits_to_keep] = -100
+            with autocast or nullcontext():
+                outputs = model(**model_inputs, labels=labels, fused_lm_head=True)
+            logps.append(outputs.log_probs[:, -logits_to_keep:])
+            if compute_entropy:
+                entropies.append(outputs.entropy[:, -logits_to_keep:])
+        entropy = torch.cat(entropies, dim=0) if compute_entropy else None
+        return torch.cat(logps, dim=0), entropy
+
+    def full_logits(
+        self,
+        model: torch.nn.Module,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        logits_to_keep: int,
+        video: dict | None,
+        features: tuple[torch.Tensor, ...] | None,
+        image_kwargs: dict | None = None,
+        temperature: float = 1.0,
+        autocast: AbstractContextManager | None = None,
+    ) -> torch.Tensor:
+        """(N, T, V) float32 temperature-scaled logits of the completion positions (no grad)."""
+        model_inputs = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "logits_to_keep": logits_to_keep + 1,
+        }
+        if video is not None:
+            model_inputs.update(self._video_inputs(input_ids, video, features))
+        else:
+            model_inputs.update(
+                {k: v for k, v in (image_kwargs or {}).items() if v is not None and k != "num_images"}
+            )
+        with torch.no_grad(), autocast or nullcontext():
+            logits = model(**model_inputs).logits[:, :-1]
+        return logits.float() / temperature

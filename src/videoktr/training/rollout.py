@@ -1,0 +1,111 @@
+"""Rollout video plumbing of ``KTRTrainer``: video prompts through our decoder and the real processor, and the
+per-row video tensors carried with each row of the generation batch.
+
+- ``_tokenize_prompts``: video prompts are decoded by ``videoktr.data.video`` (our sampling config, real fps) and
+  encoded by the real processor through ``videoktr.models.qwen2_5_vl.build_video_inputs``; the per-row video
+  tensors are kept for the passes after generation (``self._rollout_video``). Image/text prompts go to TRL.
+- ``_generate_and_score_completions``: adds the per-row video tensors and the group index of every row to the
+  batch, so they survive TRL's shuffling and splitting (they are per-row lists / tensors).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from videoktr import core
+
+
+def prompt_video_path(prompt: list[dict]) -> str | None:
+    """The video path of a conversational prompt (content part ``{"type": "video", "video": path}``), if any."""
+    for message in prompt:
+        content = message.get("content")
+        if isinstance(content, list):
+            for part in content:
+                if part.get("type") == "video":
+                    return part.get("video")
+    return None
+
+
+def prompt_text(prompt: list[dict]) -> str:
+    """The text of the last user message of a conversational prompt."""
+    content = prompt[-1]["content"]
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text") or "" for part in content if part.get("type") == "text")
+
+
+class RolloutVideoMixin:
+    """Video inputs of the rollout (mixed into ``KTRTrainer`` before ``GRPOTrainer``)."""
+
+    def _tokenize_prompts(self, prompts: list):
+        paths = [prompt_video_path(p) for p in prompts] if isinstance(prompts[0], list) else [None]
+        if all(p is None for p in paths):
+            self._rollout_video = None
+            return super()._tokenize_prompts(prompts)
+        if any(p is None for p in paths):
+            raise ValueError(
+                "a batch mixes video and non-video prompts; videoktr trains them in separate datasets/runs"
+            )
+        from videoktr.data.video import decode_video
+        from videoktr.models.qwen2_5_vl import build_video_inputs
+
+        decoded = {path: decode_video(path, self.sampling) for path in dict.fromkeys(paths)}
+        videos = [decoded[p] for p in paths]
+        batch = build_video_inputs(
+            self.processing_class, [prompt_text(p) for p in prompts], videos, sampling=self.sampling
+        )
+        keep = batch["attention_mask"].bool()
+        prompt_ids = [ids[m].tolist() for ids, m in zip(batch["input_ids"], keep, strict=True)]
+        mm_ids = [ids[m].tolist() for ids, m in zip(batch["mm_token_type_ids"], keep, strict=True)]
+        grid = batch["video_grid_thw"]
+        rows = list(torch.split(batch["pixel_values_videos"], grid.prod(-1).tolist()))
+        self._rollout_video = {
+            "pixel_values_videos": rows,
+            "video_grid_thw": grid,
+            "second_per_grid_ts": torch.as_tensor(batch["second_per_grid_ts"], dtype=torch.float32),
+            "videos": videos,
+        }
+        fields = {
+            "pixel_values_videos": batch["pixel_values_videos"],
+            "video_grid_thw": grid,
+            "second_per_grid_ts": self._rollout_video["second_per_grid_ts"],
+            "mm_token_type_ids": mm_ids,
+        }
+        return prompt_ids, None, fields
+
+    def _generate_and_score_completions(self, inputs):
+        try:
+            output = super()._generate_and_score_completions(inputs)
+            video = self._rollout_video
+        finally:
+            self._rollout_video = None
+        n_local = output["completion_ids"].size(0)
+        start = self.accelerator.process_index * n_local
+        num_generations = self.num_generations if self.model.training else self.num_generations_eval
+        rows = torch.arange(start, start + n_local, device=output["completion_ids"].device)
+        output["group_ids"] = rows // num_generations
+        if video is not None:
+            device = self.accelerator.device
+            output["pixel_values_videos"] = [r.to(device) for r in video["pixel_values_videos"]]
+            output["video_grid_thw"] = video["video_grid_thw"].to(device)
+            output["second_per_grid_ts"] = video["second_per_grid_ts"].to(device)
+            if self.args.method == "ktr" and self.args.ktr_temporal_level == "frame":
+                output["pixel_values_videos_shuffled"] = self._frame_shuffled_pixels(video)
+        return output
+
+    def _frame_shuffled_pixels(self, video: dict) -> list[torch.Tensor]:
+        """Authors'-code option: shuffle raw frames (one permutation per distinct video), re-run the processor."""
+        from videoktr.models.qwen2_5_vl import reencode_with_frame_permutation
+
+        out, cache = [], {}
+        for decoded in video["videos"]:
+            key = id(decoded)
+            if key not in cache:
+                t = decoded.frames.shape[0]
+                perm = core.perturbations.random_derangement_like(t, self._ktr_generator)
+                pixels = reencode_with_frame_permutation(
+                    self.processing_class, [decoded], [perm], self.sampling
+                )
+                cache[key] = pixels["pixel_values_videos"]
+            out.append(cache[key].to(self.accelerator.device))
+        return out

@@ -8,6 +8,7 @@ import pytest
 
 from videoktr.ablate import mean_std, table
 from videoktr.cli import main
+from videoktr.eval.identity import model_fingerprint
 
 TINY = [
     "n_train=12",
@@ -58,6 +59,9 @@ def test_demo_rerun_skips_finished_stages(demo_dir):
     assert sft_marker.stat().st_mtime_ns == before
     assert (demo_dir / "model" / "stage.json").stat().st_mtime_ns == model_before
     assert json.loads((demo_dir / "results.json").read_text())["rl_steps_done"] == 1
+    # the retrained RL model is evaluated again: its predictions file is not resumed from the previous RL model's
+    header = json.loads((demo_dir / "predictions_after_rl.jsonl").read_text().splitlines()[0])
+    assert header["videoktr_eval_run"]["settings"]["model"] == model_fingerprint(demo_dir / "rl")
 
 
 def test_demo_rejects_unknown_settings(tmp_path, capsys):

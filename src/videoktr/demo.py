@@ -170,10 +170,25 @@ def run_sft_stage(cfg: DemoConfig, out: Path, paths: dict[str, Path], model_dir:
 def evaluate_dir(
     cfg: DemoConfig, model_dir: Path, paths: dict[str, Path], predictions: Path
 ) -> dict[str, Any]:
+    """Evaluate ``model_dir`` on the test split into ``predictions`` (resumed when it is the same run; a file of
+    another run, e.g. of the model before this rerun's RL, is replaced: the demo owns it)."""
+    from videoktr.errors import UserError
     from videoktr.eval.benchmarks import load_benchmark
+    from videoktr.eval.identity import RunIdentity, eval_run_settings, open_predictions
     from videoktr.eval.runner import GenerationSettings, evaluate
     from videoktr.models.tiny import load_model_and_processor
 
+    generation = GenerationSettings(max_new_tokens=cfg.max_completion_length, temperature=0.0)
+    identity = RunIdentity(
+        *eval_run_settings(
+            model_dir=model_dir, bench="video-r1", data=paths["test"], sampling=sampling_for(cfg),
+            generation=generation, template=cfg.template, backend="hf",
+        )
+    )  # fmt: skip
+    try:
+        open_predictions(predictions, identity)
+    except UserError:
+        predictions.unlink()
     model, processor = load_model_and_processor(model_dir)
     model.eval()
     items = load_benchmark("video-r1", paths["test"])
@@ -183,10 +198,11 @@ def evaluate_dir(
         items,
         sampling_for(cfg),
         video_root=paths["root"],
-        generation=GenerationSettings(max_new_tokens=cfg.max_completion_length, temperature=0.0),
+        generation=generation,
         predictions_path=predictions,
         batch_size=cfg.eval_batch_size,
         template=cfg.template,
+        identity=identity,
     )
     return summary
 

@@ -25,7 +25,8 @@ def test_evaluate_in_process_with_tiny_model(tiny_model_dir, tiny_bench, tmp_pat
     assert all(isinstance(r["output"], str) for r in records)
     assert summary["n_scored"] == 3 and 0.0 <= summary["accuracy"] <= 1.0
     assert set(summary["by_category"]) == {"family/static", "question_kind/color"}
-    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 3
+    lines = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert "videoktr_eval_run" in lines[0] and [r["id"] for r in lines[1:]] == ["t0", "t1", "t2"]
 
 
 def test_cli_eval_resumes_and_scores(tiny_model_dir, tiny_bench, tmp_path, capsys):
@@ -35,9 +36,9 @@ def test_cli_eval_resumes_and_scores(tiny_model_dir, tiny_bench, tmp_path, capsy
               "--video-root", str(root), "--predictions", str(preds), "--summary", str(summary_path),
               "--template", "short", "--batch-size", "2", *SMALL]  # fmt: skip
     assert main([*common, "--limit", "1"]) == 0
-    assert len(preds.read_text().splitlines()) == 1
+    assert len(preds.read_text().splitlines()) == 2  # the run header, then one prediction
     assert main(common) == 0
-    ids = [json.loads(line)["id"] for line in preds.read_text().splitlines()]
+    ids = [json.loads(line)["id"] for line in preds.read_text().splitlines()[1:]]
     assert sorted(ids) == ["t0", "t1", "t2"]
     summary = json.loads(summary_path.read_text())
     assert summary["n_resumed"] == 1 and summary["generation"]["n_generated"] == 2

@@ -42,7 +42,10 @@ def video_root(tmp_path):
 
 
 def _lines(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """The prediction lines of a predictions file (after its run header)."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert "videoktr_eval_run" in rows[0]
+    return rows[1:]
 
 
 def test_run_scores_and_appends(items, video_root, tmp_path):
@@ -106,6 +109,6 @@ def test_missing_videos_listed_up_front(items, video_root):
 
 def test_predictions_of_another_benchmark_are_refused(items, video_root, tmp_path):
     out = tmp_path / "p.jsonl"
-    out.write_text('{"id": "vh001_1", "output": "B"}\n')
+    out.write_text('{"videoktr_eval_run": {"settings": {}}}\n{"id": "vh001_1", "output": "B"}\n')
     with pytest.raises(UserError, match="not in this benchmark"):
         run_evaluation(FakeBackend(), items, EvalRunConfig(video_root), out)

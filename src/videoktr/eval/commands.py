@@ -4,7 +4,9 @@
         --frames 32 --predictions out/holmes.jsonl --summary out/holmes.json
     videoktr eval score --bench videomme --data videomme.json --predictions preds.jsonl --summary out/videomme.json
 
-The first form resumes: rerunning with the same ``--predictions`` skips the ids already in it.
+The first form resumes: rerunning with the same ``--predictions`` skips the ids already in it. The file's first line
+records the run (model and data hashes, frames, pixels, template, generation settings); resuming it with a different
+model or settings is refused, so one file never mixes two runs.
 """
 
 from __future__ import annotations
@@ -156,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from videoktr.eval.benchmarks import load_benchmark
+    from videoktr.eval.identity import HEADER_KEY, RunIdentity, eval_run_settings, open_predictions
     from videoktr.eval.runner import (
         AUTHORS_GENERATION,
         EvalRunConfig,
@@ -179,12 +182,18 @@ def run(args: argparse.Namespace) -> int:
     items = load_benchmark(args.bench, args.data)
     predictions = Path(args.predictions or f"eval_results/{args.bench}_predictions.jsonl")
     check_videos(items, config)  # list every missing video before the (slow) model load
+    settings, recorded = eval_run_settings(
+        model_dir=args.model, bench=args.bench, data=args.data, sampling=sampling, generation=generation,
+        template=args.template, backend=args.backend,
+    )  # fmt: skip
+    identity = RunIdentity(settings, recorded)
+    open_predictions(predictions, identity)  # refuse a mixed resume before the model load too
     backend = _backend(args, sampling, generation)
-    _, summary = run_evaluation(backend, items, config, predictions)
+    _, summary = run_evaluation(backend, items, config, predictions, identity=identity)
     summary["run"] = {
         "model": str(args.model), "bench": args.bench, "data": str(args.data), "video_root": str(args.video_root),
         "sampling": vars(sampling), "generation": vars(generation), "template": args.template,
-        "backend": args.backend, "predictions": str(predictions),
+        "backend": args.backend, "predictions": str(predictions), "identity": identity.header()[HEADER_KEY],
     }  # fmt: skip
     _print_summary(f"{args.bench}: {args.model}", summary)
     out = Path(args.summary) if args.summary else predictions.with_suffix(".summary.json")

@@ -2,7 +2,10 @@
 
 - Videos are checked up front: every missing file is listed, and the run refuses unless ``skip_missing``.
 - Predictions are appended (one JSON line per item) as each batch finishes; a rerun with the same file skips the
-  ids already there (``retry_errors`` regenerates the ones recorded with an error; the later line wins).
+  ids already there (``retry_errors`` regenerates the ones recorded with an error; the later line wins). The file
+  starts with the run's identity (:mod:`videoktr.eval.identity`): resuming with another model, data file or
+  settings is refused, and a last line cut off mid-write is dropped with a warning and redone.
+- A run with nothing to score (every video missing under ``skip_missing``) is an error, not accuracy 0.
 - One failing item (undecodable video, generation error) is recorded with its error message and counted as wrong,
   not a crash; a batch that fails is retried item by item so only the failing item is marked. A run that fails
   ``max_consecutive_errors`` items in a row stops (a systematic bug, not a bad item).
@@ -23,6 +26,7 @@ from typing import Any, Protocol
 
 from videoktr.errors import UserError
 from videoktr.eval.benchmarks import BenchItem
+from videoktr.eval.identity import RunIdentity, open_predictions
 from videoktr.eval.scoring import prediction_record, read_predictions, summarize
 
 
@@ -97,13 +101,21 @@ def video_path(item: BenchItem, video_root: Path) -> Path:
 
 
 def check_videos(items: list[BenchItem], config: EvalRunConfig) -> tuple[list[BenchItem], list[BenchItem]]:
-    """Split items into (with video, missing). Missing videos are all listed in one error unless skip_missing."""
+    """Split items into (with video, missing). Missing videos are all listed in one error unless skip_missing;
+    every video missing is an error either way (nothing would be scored)."""
     missing = [item for item in items if not video_path(item, config.video_root).is_file()]
-    if missing and not config.skip_missing:
-        listing = "\n".join(f"  {item.id}: {video_path(item, config.video_root)}" for item in missing)
+    if missing and (not config.skip_missing or len(missing) == len(items)):
+        shown = missing[:50]
+        listing = "\n".join(f"  {item.id}: {video_path(item, config.video_root)}" for item in shown)
+        more = f"\n  ... and {len(missing) - len(shown)} more" if len(missing) > len(shown) else ""
+        advice = (
+            "nothing to evaluate: fix --video-root"
+            if len(missing) == len(items)
+            else "fix --video-root, or pass --skip-missing to evaluate the others"
+        )
         raise UserError(
-            f"{len(missing)} of {len(items)} videos are missing under {config.video_root}:\n{listing}\n"
-            "fix --video-root, or pass --skip-missing to evaluate the others"
+            f"{len(missing)} of {len(items)} videos are missing under {config.video_root}:\n{listing}{more}\n"
+            f"{advice}"
         )
     missing_ids = {item.id for item in missing}
     return [item for item in items if item.id not in missing_ids], missing
@@ -163,15 +175,19 @@ def run_evaluation(
     config: EvalRunConfig,
     predictions_path: str | Path | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    identity: RunIdentity | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Evaluate ``items`` with ``backend``; returns (prediction records in item order, summary)."""
+    """Evaluate ``items`` with ``backend``; returns (prediction records in item order, summary).
+
+    ``identity``: what this run is (:func:`videoktr.eval.identity.eval_run_settings`), written as the first line of
+    the predictions file and checked on resume; ``None`` is an anonymous run (resumes only an anonymous file)."""
     path = Path(predictions_path) if predictions_path is not None else None
     present, missing = check_videos(items, config)
     todo_items = present[: config.limit] if config.limit is not None else present
+    if path is not None:
+        open_predictions(path, identity or RunIdentity({}))
     finished = load_finished(path, items, config.retry_errors)
     todo = [item for item in todo_items if item.id not in finished]
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
     new: dict[str, dict[str, Any]] = {}
     streak, start = _ErrorStreak(config.max_consecutive_errors), time.perf_counter()
     for begin in range(0, len(todo), config.batch_size):
@@ -214,10 +230,12 @@ def evaluate(
     template: str = "video-r1",
     skip_missing: bool = False,
     limit: int | None = None,
+    identity: RunIdentity | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """In-process evaluation of a loaded model (e.g. right after training in the demo).
 
-    ``sampling``: a ``VideoSamplingConfig``. Returns (prediction records, summary) as :func:`run_evaluation`.
+    ``sampling``: a ``VideoSamplingConfig``; ``identity``: as in :func:`run_evaluation`. Returns (prediction
+    records, summary) as :func:`run_evaluation`.
     """
     from videoktr.eval.backends import HFBackend
 
@@ -229,4 +247,4 @@ def evaluate(
         limit=limit,
     )
     backend = HFBackend(model, processor, sampling, generation)
-    return run_evaluation(backend, items, config, predictions_path)
+    return run_evaluation(backend, items, config, predictions_path, identity=identity)

@@ -17,6 +17,7 @@ from typing import Any
 
 from videoktr.errors import UserError
 from videoktr.eval.benchmarks import BenchItem, read_annotations
+from videoktr.eval.identity import is_header
 from videoktr.rewards.accuracy import GoldError, score_answer
 from videoktr.rewards.parsing import extract_answer, extract_letter, option_letters, parse_number
 
@@ -109,7 +110,8 @@ def _prediction_id(row: Mapping[str, Any], path: Path, number: int) -> str:
 
 def read_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
     """Predictions by id from JSONL / a JSON list / Video-R1's ``{"results": [...]}``; a later line for the same
-    id replaces an earlier one (a rerun after an error). Each line needs an id and ``output`` (or ``error``)."""
+    id replaces an earlier one (a rerun after an error). Each line needs an id and ``output`` (or ``error``).
+    The run header of a videoktr predictions file (:mod:`videoktr.eval.identity`) is skipped."""
     path = Path(path)
     data = read_annotations(path)
     rows = data["results"] if isinstance(data, dict) and "results" in data else data
@@ -117,6 +119,8 @@ def read_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
         raise UserError(f"{path}: expected JSONL lines or a JSON list of predictions")
     predictions = {}
     for number, row in enumerate(rows, start=1):
+        if number == 1 and is_header(row):
+            continue
         if not isinstance(row, dict):
             raise UserError(f"{path}: prediction #{number} is not a JSON object")
         rid = _prediction_id(row, path, number)

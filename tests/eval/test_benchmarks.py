@@ -40,7 +40,8 @@ def test_videommmu_track_subject_and_open_questions():
     items = {i.id: i for i in load_benchmark("videommmu", FIXTURES / "videommmu_adaptation.json")}
     math = items["test_Math_3"]
     assert math.problem_type == "numerical" and math.options is None and math.answer == "12"
-    assert math.categories == {"track": "Adaptation", "subject": "Math"}
+    assert math.categories == {"track": "Adaptation", "subject": "Math", "domain": "Science"}
+    assert math.native["prompt"].startswith("Please directly output the option letter/data as the answer.")
     art = items["test_Art_Theory_12"]
     assert (
         art.options == ["A. Baroque", "B. Cubism", "C. Impressionism", "D. Surrealism"] and art.answer == "C"
@@ -62,37 +63,49 @@ def test_videommmu_needs_a_track(tmp_path):
 def test_mmvu_keeps_multiple_choice_with_subject_from_path():
     items = load_benchmark("mmvu", FIXTURES / "mmvu_validation.json")
     assert [i.id for i in items] == ["0a1b", "0a1c"]  # the open-ended 0a1d is not part of MMVU(mc)
-    assert items[0].categories == {"subject": "Biology"} and len(items[0].options) == 5
+    assert (
+        items[0].categories == {"subject": "Biology", "discipline": "Science"} and len(items[0].options) == 5
+    )
+    assert (
+        items[0].native["choices"]["B"] == "Mitochondrion" and "B: Mitochondrion" in items[0].native["prompt"]
+    )
     assert items[1].video == "videos/Electromagnetism/0a1c.mp4"  # hub URL -> path inside the dataset repo
-    assert items[1].categories == {"subject": "Electromagnetism"}
+    assert items[1].categories == {"subject": "Electromagnetism", "discipline": "Science"}
 
 
 def test_tempcompass_official_files():
     mc = load_benchmark("tempcompass", FIXTURES / "tempcompass" / "multi-choice.json")
-    assert [(i.id, i.answer, i.categories["dim"]) for i in mc] == [
-        ("1034419625/action/multi-choice/0", "A", "action"),
-        ("1034419625/direction/multi-choice/0", "B", "direction"),
-        ("1034419625_reverse/direction/multi-choice/0", "B", "direction"),
+    assert [(i.id, i.answer, i.categories["task_dim"]) for i in mc] == [
+        ("1034419625/action/multi-choice/0", "A", "multi-choice/action"),
+        ("1034419625/direction/multi-choice/0", "B", "multi-choice/direction"),
+        ("1034419625_reverse/direction/multi-choice/0", "B", "multi-choice/direction"),
     ]
     assert mc[0].question == "What is the man doing in the video?" and mc[0].video == "1034419625.mp4"
+    assert mc[0].native["prompt"].endswith("C. passing a basketball\nPlease directly give the best option:")
+    # yes/no keeps its format: the gold is the word, the prompt TempCompass' own
     yes_no = load_benchmark("tempcompass", FIXTURES / "tempcompass" / "yes_no.json")
-    assert [i.answer for i in yes_no] == ["A", "B"] and yes_no[0].options == ["A. yes", "B. no"]
-    captions = load_benchmark("tempcompass", FIXTURES / "tempcompass" / "caption_matching.json")
-    # "Option 2" -> second option -> B; "Caption A" -> A; "Sentence B" -> B
-    assert [i.answer for i in captions] == ["B", "A", "B"]
-    assert captions[0].options == [
-        "A. The man is dribbling a basketball.",
-        "B. A man is dunking a basketball.",
+    assert [(i.answer, i.options, i.problem_type) for i in yes_no] == [
+        ("yes", None, "free-form"),
+        ("no", None, "free-form"),
     ]
-    assert captions[2].categories == {"dim": "speed", "task": "caption_matching"}
+    assert yes_no[0].native["prompt"] == "Is the man dunking a basketball?\nPlease answer yes or no:"
+    # caption matching keeps its caption lines in the question and its answer line as the gold
+    captions = load_benchmark("tempcompass", FIXTURES / "tempcompass" / "caption_matching.json")
+    assert [i.answer for i in captions] == [
+        "Option 2: A man is dunking a basketball.",
+        "Caption A: A man is dunking a basketball.",
+        "Sentence B: The video is playing in slow motion.",
+    ]
+    assert captions[0].question.split("\n")[1] == "Option 1: The man is dribbling a basketball."
+    assert captions[2].categories == {"task": "caption_matching", "task_dim": "caption_matching/speed"}
 
 
 def test_tempcompass_flat_rows_detect_the_task():
     items = load_benchmark("tempcompass", FIXTURES / "tempcompass_rows.jsonl")
     assert [(i.categories["task"], i.answer) for i in items] == [
         ("multi-choice", "A"),
-        ("yes_no", "A"),
-        ("caption_matching", "B"),
+        ("yes_no", "yes"),
+        ("caption_matching", "Caption B: The video is playing at normal speed."),
     ]
 
 
@@ -103,7 +116,9 @@ def test_videomme():
         "duration": "medium",
         "domain": "Sports Competition",
         "task_type": "Counting Problem",
+        "sub_category": "Basketball",
     }
+    assert items[2].native["prompt"].endswith("A. 2.\nB. 3.\nC. 4.\nD. 5.\nThe best answer is:")
 
 
 def test_video_r1_categories():

@@ -16,7 +16,7 @@ class FakeBackend:
     def __init__(self, fail=(), interrupt_after=None):
         self.calls, self.fail, self.interrupt_after = [], set(fail), interrupt_after
 
-    def generate(self, questions, videos):
+    def generate(self, questions, videos, indices=None):
         if self.interrupt_after is not None and len(self.calls) >= self.interrupt_after:
             raise KeyboardInterrupt
         self.calls.append([v.name for v in videos])

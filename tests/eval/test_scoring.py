@@ -1,75 +1,77 @@
+"""Prediction records and summaries (the scorers' rules themselves: test_scorers.py)."""
+
 from pathlib import Path
 
 import pytest
 
 from videoktr.errors import UserError
 from videoktr.eval.benchmarks import BenchItem, load_benchmark
-from videoktr.eval.scoring import read_predictions, score_output, score_predictions
+from videoktr.eval.scoring import prediction_record, read_predictions, score_predictions, summarize
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "benchmarks"
-MC = BenchItem("q", "?", ["A. x", "B. y", "C. z"], "B", "multiple choice", "v.mp4", {"k": "v"})
-NUM = BenchItem("n", "?", None, "3", "numerical", "v.mp4")
+MC = BenchItem("q", "?", ["A. x", "B. y", "C. z"], "B", "multiple choice", "v.mp4", {"k": "v"}, "video-r1")
+REG = BenchItem("r", "?", None, "10", "regression", "v.mp4", {"k": "v"}, "video-r1")
 
 
-@pytest.mark.parametrize(
-    "output, extracted, source, correct",
-    [
-        ("<think>..</think><answer>B</answer>", True, "tag", True),
-        ("<answer>(B) y</answer>", True, "tag", True),
-        ("<answer>C</answer>", True, "tag", False),
-        ("B", True, "text", True),  # no tags: fall back to the whole text
-        ("<answer>D</answer>", False, "tag", False),  # D is not an option
-        ("I am not sure", False, "text", False),
-    ],
-)
-def test_multiple_choice_scoring(output, extracted, source, correct):
-    scored = score_output(MC, output)
-    assert (scored["extracted"], scored["answer_source"], scored["correct"]) == (extracted, source, correct)
-
-
-def test_numerical_scoring_uses_the_video_r1_rule():
-    assert score_output(NUM, "<answer>3</answer>")["correct"]
-    assert not score_output(NUM, "<answer>3.0</answer>")["correct"]  # decimal point on one side only
-    unreadable = score_output(NUM, "<answer>three</answer>")
-    assert not unreadable["extracted"] and not unreadable["correct"]
+def test_record_fields_and_error():
+    record = prediction_record(MC, "<answer>B</answer>")
+    assert (
+        record["correct"]
+        and record["counted"]
+        and record["scorer"] == "video-r1"
+        and record["prediction"] == "B"
+    )
+    failed = prediction_record(MC, None, error="OOM")
+    assert (failed["correct"], failed["counted"], failed["error"]) == (False, True, "OOM")
 
 
 def test_score_external_predictions_per_category():
     items = load_benchmark("video-holmes", FIXTURES / "video_holmes_official.json")
-    records, summary = score_predictions(items, read_predictions(FIXTURES / "video_holmes_predictions.jsonl"))
-    # vh001_1 SR: B == B correct; vh001_2 TA: A != C; vh002_1 TA: no tags, text "She leaves. A" has no leading
-    # letter -> not extracted; vh002_2 PAR: "Time stops" is not a letter -> not extracted; vh003_1 has no prediction.
-    # overall 1 correct / 4 scored = 0.25; SR 1/1; TA 0/2; PAR 0/1
-    assert summary["accuracy"] == 0.25 and summary["n_scored"] == 4 and summary["n_correct"] == 1
-    assert summary["by_category"] == {
-        "question_type/PAR": 0.0,
-        "question_type/SR": 1.0,
-        "question_type/TA": 0.0,
-    }
-    assert summary["category_counts"]["question_type/TA"] == 2
-    assert (
-        summary["n_not_extracted"] == 2 and summary["n_missing_predictions"] == 1 and summary["n_items"] == 5
-    )
-    assert [r["extracted"] for r in records] == [True, True, False, False]
+    predictions = read_predictions(FIXTURES / "video_holmes_predictions.jsonl")
+    # vh001_1 SR "<answer>B</answer>" gold B: correct for all three scorers.
+    # vh001_2 TA "<answer>A</answer>" gold C: wrong everywhere.
+    # vh002_1 TA "She leaves. A" (no tags) gold A: video-r1 compares the whole text -> wrong; Holmes' cascade
+    #   finds "A" nowhere as "A "/"A:"/"[A", then the first capital of A-F anywhere: "A" -> correct;
+    #   lenient reads no leading letter ("She") -> wrong.
+    # vh002_2 PAR "<answer>Time stops</answer>" gold E: no capital A-F in "Time stops" -> wrong everywhere.
+    # vh003_1 has no prediction.
+    _, r1 = score_predictions(items, predictions, "video-r1")
+    assert (r1["accuracy"], r1["n_scored"], r1["n_correct"]) == (0.25, 4, 1)
+    assert r1["by_category"] == {"question_type/PAR": 0.0, "question_type/SR": 1.0, "question_type/TA": 0.0}
+    assert r1["category_counts"]["question_type/TA"] == 2
+    assert r1["n_missing_predictions"] == 1 and r1["n_items"] == 5 and r1["scorer"] == "video-r1"
+    # not extracted by video-r1: "She leaves. A" and "Time stops" are not option letters
+    assert r1["n_not_extracted"] == 2 and r1["n_only_lenient"] == 0
+    _, official = score_predictions(items, predictions, "official")
+    assert official["accuracy"] == 0.5 and official["by_category"]["question_type/TA"] == 0.5
 
 
-def test_score_multi_category_benchmark(tmp_path):
-    items = load_benchmark("videomme", FIXTURES / "videomme.json")
+def test_denominator_rule_and_only_lenient(tmp_path):
+    items = load_benchmark("videomme", FIXTURES / "videomme.json")  # golds C, A, B, D
     preds = tmp_path / "p.json"  # a JSON list (Video-R1 style ids under problem_id) also works
     preds.write_text(
-        '[{"problem_id": "001-1", "output": "<answer>C</answer>"}, {"problem_id": "001-2", "output": "<answer>B</answer>"},'
-        ' {"problem_id": "301-1", "output": "<answer>B</answer>"}, {"problem_id": "601-1", "error": "OOM"}]'
+        '[{"problem_id": "001-1", "output": "<answer>C</answer>"}, {"problem_id": "001-2", "output": "<answer>(A)</answer>"},'
+        ' {"problem_id": "301-1", "output": "<answer>none of them fits</answer>"}, {"problem_id": "601-1", "error": "OOM"}]'
     )
-    records, summary = score_predictions(items, read_predictions(preds))
-    # correct: 001-1 (short, Knowledge, Counting), 301-1 (medium, Sports, Counting); wrong: 001-2; error: 601-1
-    assert summary["accuracy"] == 0.5 and summary["n_errors"] == 1
-    assert summary["by_category"]["duration/short"] == 0.5  # 1 of 2
-    assert summary["by_category"]["duration/long"] == 0.0
-    assert summary["by_category"]["domain/Knowledge"] == pytest.approx(
-        1 / 3
-    )  # 001-1 of {001-1, 001-2, 601-1}
-    assert summary["by_category"]["task_type/Counting Problem"] == 1.0
+    records, r1 = score_predictions(items, read_predictions(preds), "video-r1")
+    # video-r1: only the bare "C" is right; "(A)" is only accepted by the lenient reader; the error counts
+    assert (r1["accuracy"], r1["n_scored"], r1["n_only_lenient"], r1["n_errors"]) == (0.25, 4, 1, 1)
+    assert r1["by_category"]["duration/short"] == 0.5 and r1["by_category"]["sub_category/Astronomy"] == 0.0
+    _, official = score_predictions(items, read_predictions(preds), "official")
+    # official Video-MME: "C" -> C, "(A)" -> A, "none of them fits" has no capital A-D -> dropped; the error is kept
+    assert (official["n_scored"], official["n_dropped"], official["n_correct"]) == (3, 1, 2)
+    assert official["accuracy"] == pytest.approx(2 / 3) and any("denominator" in n for n in official["notes"])
     assert records[-1]["error"] == "OOM"
+
+
+def test_regression_is_reported_apart():
+    records = [prediction_record(MC, "<answer>B</answer>"), prediction_record(REG, "<answer>10</answer>"),
+               prediction_record(REG, "<answer>7</answer>")]  # fmt: skip
+    summary = summarize(records, "video-r1")
+    # accuracy over the one multiple-choice item; MRA: exact 10 -> 1.0, 7 vs 10 -> relative error 0.3 < 1 - t
+    # for t = 0.50, 0.55, 0.60, 0.65 (0.3 < 0.30 is false) -> 4/10 -> mean (1.0 + 0.4) / 2 = 0.7
+    assert summary["accuracy"] == 1.0 and summary["n_scored"] == 1
+    assert summary["n_regression"] == 2 and summary["mean_mra"] == pytest.approx(0.7)
 
 
 def test_prediction_file_errors(tmp_path):
@@ -83,3 +85,11 @@ def test_prediction_file_errors(tmp_path):
         score_predictions(items, read_predictions(preds))
     preds.write_text('{"id": "001-1", "output": "A"}\n{"id": "001-1", "output": "C"}\n')
     assert read_predictions(preds)["001-1"]["output"] == "C"  # the later line wins
+
+
+def test_official_scorer_refused_for_a_benchmark_without_one():
+    item = BenchItem("x", "?", ["A. a", "B. b"], "A", "multiple choice", "v.mp4", {}, "somebench")
+    with pytest.raises(UserError, match="no official scorer for somebench"):
+        score_predictions([item], {"x": {"id": "x", "output": "A"}}, "official")
+    with pytest.raises(UserError, match="unknown scorer 'strict'"):
+        score_predictions([item], {"x": {"id": "x", "output": "A"}}, "strict")

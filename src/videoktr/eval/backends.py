@@ -24,23 +24,33 @@ class HFBackend:
         self.generation = generation or GenerationSettings()
 
     def _generate_kwargs(self) -> dict[str, Any]:
+        """Every sampling parameter explicit, so neither ``generate``'s fallbacks (top_k 50) nor a checkpoint's
+        ``generation_config.json`` (Qwen2.5-VL ships top_k 1, repetition_penalty 1.05) decide them."""
         g = self.generation
+        common = {"max_new_tokens": g.max_new_tokens, "repetition_penalty": g.repetition_penalty}
         if g.temperature == 0:
             return {
-                "max_new_tokens": g.max_new_tokens,
+                **common,
                 "do_sample": False,
                 "temperature": None,
                 "top_p": None,
+                "top_k": None,
+                "min_p": None,
             }
         return {
-            "max_new_tokens": g.max_new_tokens,
+            **common,
             "do_sample": True,
             "temperature": g.temperature,
             "top_p": g.top_p,
+            "top_k": g.top_k,
+            "min_p": g.min_p,
         }
 
-    def generate(self, questions: Sequence[str], videos: Sequence[Path]) -> list[str]:
-        """questions, videos: one per item. Returns the decoded completions (special tokens removed)."""
+    def generate(
+        self, questions: Sequence[str], videos: Sequence[Path], indices: Sequence[int] | None = None
+    ) -> list[str]:
+        """questions, videos: one per item; ``indices``: their positions in the benchmark (sampling seeds the batch
+        with ``seed + indices[0]``). Returns the decoded completions (special tokens removed)."""
         import torch
 
         from videoktr.data.video import decode_video
@@ -49,8 +59,11 @@ class HFBackend:
         decoded = [decode_video(path, self.sampling) for path in videos]
         inputs = build_video_inputs(self.processor, list(questions), decoded, sampling=self.sampling)
         inputs = inputs.to(self.model.device)
+        kwargs = self._generate_kwargs()
+        if kwargs["do_sample"]:
+            torch.manual_seed(self.generation.seed + (indices[0] if indices else 0))
         with torch.no_grad():
-            output = self.model.generate(**inputs, **self._generate_kwargs())
+            output = self.model.generate(**inputs, **kwargs)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
 
@@ -77,10 +90,18 @@ class VLLMBackend:
         self.generation = generation or GenerationSettings()
         self.processor = AutoProcessor.from_pretrained(str(model_dir))
         self.llm = vllm.LLM(model=str(model_dir), limit_mm_per_prompt={"image": 0, "video": 1}, **llm_kwargs)
+        self._vllm = vllm
+
+    def _params(self, index: int):
+        """vLLM sampling parameters of one item (its own seed: the same draw on resume)."""
         g = self.generation
-        self.params = vllm.SamplingParams(
+        return self._vllm.SamplingParams(
             temperature=g.temperature,
             top_p=g.top_p if g.temperature > 0 else 1.0,
+            top_k=g.top_k if g.top_k > 0 else -1,  # -1 = off in vLLM
+            min_p=g.min_p or 0.0,
+            repetition_penalty=g.repetition_penalty,
+            seed=g.seed + index,
             max_tokens=g.max_new_tokens,
         )
 
@@ -88,7 +109,9 @@ class VLLMBackend:
         messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
         return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def generate(self, questions: Sequence[str], videos: Sequence[Path]) -> list[str]:
+    def generate(
+        self, questions: Sequence[str], videos: Sequence[Path], indices: Sequence[int] | None = None
+    ) -> list[str]:
         from videoktr.data.video import decode_video
 
         pixel_kwargs = {
@@ -109,7 +132,8 @@ class VLLMBackend:
                     },
                 }
             )
-        outputs = self.llm.generate(requests, sampling_params=self.params)
+        indices = list(indices) if indices is not None else list(range(len(requests)))
+        outputs = self.llm.generate(requests, sampling_params=[self._params(i) for i in indices])
         return [out.outputs[0].text for out in outputs]
 
 

@@ -7,22 +7,22 @@ Formats (field names as in the public files; users bring the files and the video
   (Video-R1 schema + ``original_question_type``). Category: ``question_type`` (SR, IMC, TCI, TA, MHR, PAR, CTI).
 - ``videommmu``: lmms-lab/VideoMMMU rows (``id`` like ``test_Art_Theory_12``, ``question``, ``options`` list,
   ``answer``, ``question_type`` ``multiple-choice`` or open). Categories: ``track`` (a ``track`` field, else the file
-  name containing perception/comprehension/adaptation) and ``subject`` (from the id). Video ``<id>.mp4`` unless the
-  row has ``video_path``. Open questions with a numeric answer are ``numerical``, others ``free-form``.
+  name containing perception/comprehension/adaptation), ``subject`` (from the id) and lmms-eval's ``domain`` of the
+  subject. Video ``<id>.mp4`` unless the row has ``video_path``. Open questions with a numeric answer are
+  ``numerical``, others ``free-form``.
 - ``mmvu``: MMVU ``validation.json`` rows (``id``, ``question``, ``choices`` {letter: text}, ``answer``,
-  ``question_type``, ``video_path`` or ``video``); only ``multiple-choice`` rows are kept (MMVU(mc)). Category:
-  ``subject`` = the folder above the video file.
-- ``tempcompass``: the official nested files ``{video_id: {dim: [{question, answer}]}}`` named ``multi-choice.json``,
-  ``yes_no.json``, ``caption_matching.json``, or flat rows (lmms-lab) with ``video_id``, ``question``, ``answer``,
-  ``dim`` (and optionally ``task``). All become lettered multiple choice: yes/no -> ``A. yes`` / ``B. no``; caption
-  matching ``Caption A:`` / ``Sentence B:`` / ``Option 1:`` -> ``A.`` ``B.``. Captioning (needs an LLM judge) is
-  skipped. Categories: ``dim`` and ``task``. Video ``<video_id>.mp4``.
+  ``question_type``, ``video_path`` or ``video``); only ``multiple-choice`` rows are kept (MMVU(mc)). Categories:
+  ``subject`` = the folder above the video file, and lmms-eval's ``discipline`` of that subject.
+- ``tempcompass``: see :mod:`videoktr.eval.tempcompass` (multi-choice, yes/no and caption matching in their own
+  formats; categories ``task`` and ``task_dim``).
 - ``videomme``: lmms-lab/Video-MME rows (``question_id``, ``videoID``, ``duration``, ``domain``, ``sub_category``,
   ``task_type``, ``question``, ``options`` ["A. ..."], ``answer``). Categories: ``duration``, ``domain``,
-  ``task_type``. Video ``<videoID>.mp4``.
+  ``sub_category`` (when present), ``task_type``. Video ``<videoID>.mp4``.
 - ``video-r1``: any Video-R1 schema file (including Video-R1's own ``eval_*.json`` and the synthetic suite).
   Categories: ``family`` and ``question_kind`` when present, else ``problem_type``.
 
+Each item also keeps, in ``native``, what the benchmark's own scorer and prompt read (``--scorer official``,
+``--template benchmark``). New formats register a loader in :data:`BENCHMARKS`.
 A malformed record raises :class:`UserError` naming the file, the record id and the field.
 """
 
@@ -44,7 +44,6 @@ logger = logging.getLogger(__name__)
 BENCHMARKS: Registry[Callable[[Path], list[BenchItem]]] = Registry("benchmark")
 
 _OPTION_LINE = re.compile(r"^([A-Z])\.\s*(.*)$")
-_CAPTION_LINE = re.compile(r"^(?:Caption|Sentence|Option)\s+([A-Z0-9]+):\s*(.*)$")
 
 
 @dataclass(frozen=True)
@@ -63,6 +62,10 @@ class BenchItem:
     video: str
     categories: dict[str, str] = field(default_factory=dict)
     benchmark: str = ""
+    native: dict[str, Any] = field(default_factory=dict)
+    """The benchmark's own fields that its official scorer or prompt reads (e.g. TempCompass' question with its
+    caption lines and its answer string, MMVU's ``choices``, VideoMMMU's raw ``options``), and ``prompt``: the
+    benchmark's own prompt text (``--template benchmark``)."""
 
     def to_record(self) -> dict[str, Any]:
         """The Video-R1 schema record the shared prompt template (``build_question``) reads."""
@@ -203,19 +206,31 @@ def load_video_r1(path: Path) -> list[BenchItem]:
     return items
 
 
+def _holmes_prompt(question: str, choices: Mapping[str, str]) -> str:
+    """Video-Holmes' own prompt (its ``evaluate.py``)."""
+    listed = ", ".join(f"{key}: {value}" for key, value in choices.items())
+    return (
+        "Based on the given video, reason and answer the single-choice question. Provide your reasoning between "
+        "the <think> and </think> tags, and then give your final answer between the <answer> and </answer> tags. "
+        f"The question is: {question}. The options are: {listed}. Your answer:"
+    )
+
+
 def _holmes_official(row: Mapping[str, Any], path: Path) -> BenchItem:
     rid = row.get("Question ID")
     choices = _get(row, "Options", path, rid, dict)
     options = [f"{letter}. {choices[letter]}" for letter in sorted(choices)]
+    question = _get(row, "Question", path, rid)
     return BenchItem(
         id=str(_get(row, "Question ID", path, rid, (str, int))),
-        question=_get(row, "Question", path, rid),
+        question=question,
         options=options,
         answer=_check_letter(_get(row, "Answer", path, rid), options, path, rid),
         problem_type="multiple choice",
         video=f"{_get(row, 'video ID', path, rid)}.mp4",
         categories={"question_type": _get(row, "Question Type", path, rid)},
         benchmark="video-holmes",
+        native={"prompt": _holmes_prompt(question, choices)},
     )
 
 
@@ -260,10 +275,60 @@ def load_videommmu(path: Path) -> list[BenchItem]:
         subject = re.match(r"^[^_]+_(.+)_\d+$", rid)
         if subject:
             categories["subject"] = subject.group(1)
+            categories["domain"] = VIDEOMMMU_DOMAINS.get(subject.group(1), "unknown")
         video = row.get("video_path") or f"{rid}.mp4"
         question = _get(row, "question", path, rid)
-        items.append(BenchItem(rid, question, options, answer, problem_type, video, categories, "videommmu"))
+        native = {
+            "question_type": row.get("question_type"),
+            "options": list(row.get("options") or []),
+            "prompt": _videommmu_prompt(question, row, categories["track"]),
+        }
+        items.append(
+            BenchItem(rid, question, options, answer, problem_type, video, categories, "videommmu", native)
+        )
     return items
+
+
+# lmms-eval's DOMAIN_CAT2SUB_CAT (tasks/videommmu/utils.py), subject -> domain
+VIDEOMMMU_DOMAINS = {
+    subject: domain
+    for domain, subjects in {
+        "Art and Design": ["Art", "Art_Theory", "Design", "Music"],
+        "Business": ["Accounting", "Economics", "Finance", "Manage", "Marketing"],
+        "Science": ["Biology", "Chemistry", "Geography", "Math", "Physics"],
+        "Health and Medicine": ["Basic_Medical_Science", "Clinical_Medicine", "Diagnostics_and_Laboratory_Medicine",
+                                "Pharmacy", "Public_Health"],
+        "Humanities and Social Science": ["History", "Literature", "Sociology", "Psychology"],
+        "Tech and Engineering": ["Agriculture", "Architecture_and_Engineering", "Computer_Science", "Electronics",
+                                 "Energy_and_Power", "Materials", "Mechanical_Engineering"],
+    }.items()
+    for subject in subjects
+}  # fmt: skip
+
+_VIDEOMMMU_DIRECT = "Please directly output the option letter/data as the answer."
+
+
+def _videommmu_prompt(question: str, row: Mapping[str, Any], track: str) -> str:
+    """lmms-eval's VideoMMMU prompt (``_default_template_yaml``): Adaptation gets a pre-prompt, the other tracks
+    a post-prompt; options are lettered as lmms-eval's ``parse_options`` does."""
+    raw = [str(o) for o in row.get("options") or []]
+    letters = [chr(ord("A") + k) for k in range(len(raw))]
+    if all(o.startswith(f"{letter}.") for o, letter in zip(raw, letters)):
+        listed = "\n".join(raw)
+    else:
+        listed = "\n".join(f"{letter}. {o}" for letter, o in zip(letters, raw))
+    if track != "Adaptation":
+        return f"{question}\n{listed}\n{_VIDEOMMMU_DIRECT}"
+    pre = f"{_VIDEOMMMU_DIRECT} You should watch and learn the video content. Then apply what you learned to "
+    if row.get("question_type") == "multiple-choice":
+        return (
+            f"{pre}answer the following multi-choice question. The image for this question is at the end of the "
+            f"video.\n{question}\n{listed}"
+        )
+    return (
+        f"{pre}answer the following open-ended question. The image for this question is at the end of the "
+        f"video.\n{question}"
+    )
 
 
 def _mmvu_video(row: Mapping[str, Any], path: Path, rid: Any) -> str:
@@ -271,6 +336,28 @@ def _mmvu_video(row: Mapping[str, Any], path: Path, rid: Any) -> str:
     if "://" in video:  # a hub URL: keep the part after .../resolve/<revision>/
         video = re.sub(r"^.*?/resolve/[^/]+/", "", video)
     return video
+
+
+# lmms-eval's TASK_MAP (tasks/mmvu/utils.py): subject folder -> discipline; other subjects are not counted there
+MMVU_DISCIPLINES = {
+    **dict.fromkeys(["Biology", "Chemistry", "Modern_Physics", "Astronomy", "Geography", "Materials_Science",
+                     "Neurobiology", "Electromagnetism", "Thermodynamics", "Mechanics"], "Science"),
+    **dict.fromkeys(["Civil_Engineering", "Electrical_Engineering", "Mechanical_Engineering",
+                     "Biomedical_Engineering", "Electronics_and_Communication", "Computer_Science"], "Engineering"),
+    **dict.fromkeys(["Clinical_Medicine", "Basic_Medicine", "Preventive_Medicine", "Pharmacy", "Dentistry"],
+                    "Healthcare"),
+    **dict.fromkeys(["Art", "Literature", "History", "Law", "Economics", "Management"],
+                    "Humanities_and_Social_Science"),
+}  # fmt: skip
+
+
+def _mmvu_prompt(question: str, choices: Mapping[str, str]) -> str:
+    """lmms-eval's MMVU multiple-choice prompt (``multiple_choice_prompt``)."""
+    lines = "\n".join(f"{letter}: {choices.get(letter, '')}" for letter in "ABCDE")
+    return (
+        f"\nQuestion:{question}\n{lines}\nVisual Information: processed video\nDo not generate any intermediate "
+        "reasoning process. Answer directly with the option letter from the\ngiven choices.\n"
+    )
 
 
 @BENCHMARKS.register("mmvu")
@@ -290,10 +377,13 @@ def load_mmvu(path: Path) -> list[BenchItem]:
         parts = Path(video).parts
         if len(parts) < 2:
             raise UserError(f"{path}: record {rid!r}: field 'video_path' {video!r} has no subject folder")
+        question = _get(row, "question", path, rid)
+        categories = {"subject": parts[-2], "discipline": MMVU_DISCIPLINES.get(parts[-2], "unknown")}
+        native = {"choices": dict(choices), "prompt": _mmvu_prompt(question, choices)}
         items.append(
-            BenchItem(str(rid), _get(row, "question", path, rid), options,
+            BenchItem(str(rid), question, options,
                       _check_letter(_get(row, "answer", path, rid), options, path, rid),
-                      "multiple choice", video, {"subject": parts[-2]}, "mmvu")
+                      "multiple choice", video, categories, "mmvu", native)
         )  # fmt: skip
     if skipped:
         logger.info(
@@ -302,97 +392,11 @@ def load_mmvu(path: Path) -> list[BenchItem]:
     return items
 
 
-def _tc_multi_choice(question: str, answer: str) -> tuple[str, list[str], str]:
-    lines = question.split("\n")
-    options = lines[1:]
-    if not options or not all(_OPTION_LINE.match(o) for o in options) or not _OPTION_LINE.match(answer):
-        raise ValueError("multi-choice questions list options as 'A. text' lines and answer 'A. text'")
-    return lines[0], options, answer[0]
-
-
-def _tc_yes_no(question: str, answer: str) -> tuple[str, list[str], str]:
-    if answer.strip().lower() not in ("yes", "no"):
-        raise ValueError(f"yes/no answer must be 'yes' or 'no', got {answer!r}")
-    return question, ["A. yes", "B. no"], "A" if answer.strip().lower() == "yes" else "B"
-
-
-def _tc_caption_matching(question: str, answer: str) -> tuple[str, list[str], str]:
-    lines = question.split("\n")
-    parsed = [_CAPTION_LINE.match(line) for line in lines[1:]]
-    chosen = _CAPTION_LINE.match(answer)
-    if not parsed or not all(parsed) or chosen is None:
-        raise ValueError("caption matching lists 'Caption A: text' / 'Sentence A:' / 'Option 1:' lines")
-    labels = [m.group(1) for m in parsed]
-    if chosen.group(1) not in labels:
-        raise ValueError(f"answer label {chosen.group(1)!r} is not one of {labels}")
-    letters = [chr(ord("A") + k) for k in range(len(parsed))]
-    options = [f"{letter}. {m.group(2)}" for letter, m in zip(letters, parsed)]
-    return lines[0], options, letters[labels.index(chosen.group(1))]
-
-
-TEMPCOMPASS_TASKS = {
-    "multi-choice": _tc_multi_choice,
-    "yes_no": _tc_yes_no,
-    "caption_matching": _tc_caption_matching,
-}
-
-
-def _tc_task(row: Mapping[str, Any]) -> str:
-    if row.get("task"):
-        return str(row["task"])
-    if str(row.get("answer", "")).strip().lower() in ("yes", "no"):
-        return "yes_no"
-    lines = str(row.get("question", "")).split("\n")
-    return "caption_matching" if len(lines) > 1 and _CAPTION_LINE.match(lines[1]) else "multi-choice"
-
-
-def _tc_flat_rows(path: Path, data: Any) -> list[dict[str, Any]]:
-    """TempCompass rows with ``video_id``, ``dim``, ``task``, ``question``, ``answer`` (official nesting undone)."""
-    if isinstance(data, dict):  # official: {video_id: {dim: [{question, answer}]}}, task from the file name
-        task = path.stem
-        return [
-            {"video_id": video_id, "dim": dim, "task": task, **qa}
-            for video_id, dims in data.items()
-            for dim, questions in dims.items()
-            for qa in questions
-        ]
-    if not isinstance(data, list):
-        raise UserError(
-            f"{path}: expected TempCompass rows or the official {{video_id: {{dim: [...]}}}} nesting"
-        )
-    return [dict(row, task=_tc_task(row)) for row in data]
-
-
-@BENCHMARKS.register("tempcompass")
-def load_tempcompass(path: Path) -> list[BenchItem]:
-    """TempCompass multi-choice, yes/no and caption matching, all as lettered multiple choice."""
-    items, counters, skipped = [], {}, 0
-    for row in _tc_flat_rows(path, read_annotations(path)):
-        video_id, dim, task = str(row.get("video_id")), row.get("dim"), row["task"]
-        if task == "captioning":
-            skipped += 1
-            continue
-        key = (video_id, dim, task)
-        counters[key] = counters.get(key, -1) + 1
-        rid = str(row.get("question_id") or f"{video_id}/{dim}/{task}/{counters[key]}")
-        convert = TEMPCOMPASS_TASKS.get(task)
-        if convert is None:
-            raise UserError(
-                f"{path}: record {rid!r}: task {task!r} unknown; valid: {', '.join(TEMPCOMPASS_TASKS)}"
-            )
-        _get(row, "dim", path, rid)
-        try:
-            question, options, letter = convert(
-                _get(row, "question", path, rid), _get(row, "answer", path, rid)
-            )
-        except ValueError as err:
-            raise UserError(f"{path}: record {rid!r}: fields 'question'/'answer': {err}") from err
-        categories = {"dim": dim, "task": task}
-        items.append(BenchItem(rid, question, options, letter, "multiple choice", f"{video_id}.mp4", categories,
-                               "tempcompass"))  # fmt: skip
-    if skipped:
-        logger.info("%s: skipped %d captioning questions (they need an LLM judge)", path, skipped)
-    return items
+# Video-MME's prompt without subtitles (its README; lmms-eval's videomme task uses the same wording)
+_VIDEOMME_PROMPT = (
+    "Select the best answer to the following multiple-choice question based on the video. Respond with only the "
+    "letter (A, B, C, or D) of the correct option.\n{question}\n{options}\nThe best answer is:"
+)
 
 
 @BENCHMARKS.register("videomme")
@@ -403,9 +407,16 @@ def load_videomme(path: Path) -> list[BenchItem]:
         rid = _get(row, "question_id", path, row.get("question_id"), (str, int))
         options = _lettered(_get(row, "options", path, rid, list))
         categories = {key: _get(row, key, path, rid) for key in ("duration", "domain", "task_type")}
+        if row.get("sub_category"):
+            categories["sub_category"] = str(row["sub_category"])
+        question = _get(row, "question", path, rid)
+        native = {"prompt": _VIDEOMME_PROMPT.format(question=question, options="\n".join(options))}
         items.append(
-            BenchItem(str(rid), _get(row, "question", path, rid), options,
+            BenchItem(str(rid), question, options,
                       _check_letter(_get(row, "answer", path, rid), options, path, rid), "multiple choice",
-                      f"{_get(row, 'videoID', path, rid)}.mp4", categories, "videomme")
+                      f"{_get(row, 'videoID', path, rid)}.mp4", categories, "videomme", native)
         )  # fmt: skip
     return items
+
+
+from videoktr.eval import tempcompass as _tempcompass  # noqa: E402,F401  (registers "tempcompass")

@@ -2,11 +2,14 @@
 
     videoktr eval --model runs/ktr --bench video-holmes --data test_Video-Holmes.json --video-root holmes/videos \
         --frames 32 --predictions out/holmes.jsonl --summary out/holmes.json
-    videoktr eval score --bench videomme --data videomme.json --predictions preds.jsonl --summary out/videomme.json
+    videoktr eval score --bench videomme --data videomme.json --predictions preds.jsonl --scorer official
 
 The first form resumes: rerunning with the same ``--predictions`` skips the ids already in it. The file's first line
 records the run (model and data hashes, frames, pixels, template, generation settings); resuming it with a different
-model or settings is refused, so one file never mixes two runs.
+model or settings (the scorer included) is refused, so one file never mixes two runs. ``--scorer``: video-r1
+(the Video-KTR authors' rules, default), official (each benchmark's own scorer), lenient (diagnosis);
+docs/evaluation.md says which scorer each published number used. To score finished predictions with another
+scorer, use ``videoktr eval score --scorer ...`` (no generation).
 """
 
 from __future__ import annotations
@@ -23,6 +26,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="The benchmark's annotation file (.json / .jsonl)")
     parser.add_argument(
         "--summary", help="Where to write the summary JSON (default: next to the predictions)"
+    )
+    parser.add_argument(
+        "--scorer",
+        default="video-r1",
+        choices=("video-r1", "official", "lenient"),
+        help="video-r1: the authors' rules (default); official: the benchmark's own scorer; lenient: diagnosis",
     )
 
 
@@ -57,11 +66,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-new-tokens", type=int, default=1024, help="Tokens generated per answer. Default 1024"
     )
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); authors: 0.1")
-    parser.add_argument("--top-p", type=float, default=1.0, help="Nucleus mass when sampling; authors: 0.001")
-    parser.add_argument("--authors-sampling", action="store_true", help="Use the authors' T=0.1, top_p=0.001")
+    _add_sampling(parser)
     parser.add_argument(
-        "--template", default="video-r1", help="Prompt template (the training one). Default video-r1"
+        "--template",
+        default="video-r1",
+        help="Prompt template (the training one), or 'benchmark' for the benchmark's own prompt. Default video-r1",
     )
     parser.add_argument(
         "--skip-missing", action="store_true", help="Evaluate without items whose video is missing"
@@ -84,6 +93,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     score.set_defaults(func=run_score)
 
 
+def _add_sampling(parser: argparse.ArgumentParser) -> None:
+    """Sampling flags; defaults are the trainer's rollouts (TRL: top_k 0 = off, no min-p, no repetition penalty)."""
+    group = parser.add_argument_group("sampling (recorded in the summary)")
+    group.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); authors: 0.1")
+    group.add_argument("--top-p", type=float, default=1.0, help="Nucleus mass when sampling; authors: 0.001")
+    group.add_argument(
+        "--top-k", type=int, default=0, help="Top-k when sampling; 0 = off (default, as TRL rollouts)"
+    )
+    group.add_argument("--min-p", type=float, help="Min-p when sampling (default: off)")
+    group.add_argument("--repetition-penalty", type=float, default=1.0, help="1.0 = none (default)")
+    group.add_argument("--seed", type=int, default=0, help="Sampling seed (per item position). Default 0")
+    group.add_argument(
+        "--authors-sampling",
+        action="store_true",
+        help="The authors' T=0.1, top_p=0.001 (other flags as given)",
+    )
+
+
+def _generation(args: argparse.Namespace):
+    from videoktr.eval.runner import AUTHORS_GENERATION, GenerationSettings
+
+    temperature, top_p = (
+        (AUTHORS_GENERATION.temperature, AUTHORS_GENERATION.top_p)
+        if args.authors_sampling
+        else (args.temperature, args.top_p)
+    )
+    return GenerationSettings(
+        max_new_tokens=args.max_new_tokens, temperature=temperature, top_p=top_p, top_k=args.top_k,
+        min_p=args.min_p, repetition_penalty=args.repetition_penalty, seed=args.seed,
+    )  # fmt: skip
+
+
 def _require(args: argparse.Namespace, *names: str) -> None:
     from videoktr.errors import UserError
 
@@ -96,11 +137,13 @@ def _print_summary(title: str, summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=f"{title} (scorer: {summary['scorer']})")
     table.add_column("category")
     table.add_column("n", justify="right")
     table.add_column("accuracy", justify="right")
     table.add_row("overall", str(summary["n_scored"]), f"{summary['accuracy']:.2%}", style="bold")
+    if "mean_mra" in summary:
+        table.add_row("regression (mean_mra)", str(summary["n_regression"]), f"{summary['mean_mra']:.2%}")
     for key, accuracy in summary["by_category"].items():
         table.add_row(key, str(summary["category_counts"][key]), f"{accuracy:.2%}")
     console = Console()
@@ -108,10 +151,12 @@ def _print_summary(title: str, summary: dict) -> None:
     flags = {
         k: summary[k]
         for k in summary
-        if k.startswith("n_") and k not in ("n_scored", "n_correct") and summary[k]
+        if k.startswith("n_") and k not in ("n_scored", "n_correct", "n_regression") and summary[k]
     }
     if flags:
         console.print("  ".join(f"{k}={v}" for k, v in flags.items()))
+    for note in summary.get("notes", []):
+        console.print(f"note: {note}")
 
 
 def run_score(args: argparse.Namespace) -> int:
@@ -122,8 +167,10 @@ def run_score(args: argparse.Namespace) -> int:
 
     _require(args, "bench", "data", "predictions")
     items = load_benchmark(args.bench, args.data)
-    _, summary = score_predictions(items, read_predictions(args.predictions))
-    summary["run"] = {"bench": args.bench, "data": str(args.data), "predictions": str(args.predictions)}
+    _, summary = score_predictions(items, read_predictions(args.predictions), scorer=args.scorer)
+    summary["run"] = {
+        "bench": args.bench, "data": str(args.data), "predictions": str(args.predictions), "scorer": args.scorer,
+    }  # fmt: skip
     _print_summary(f"{args.bench}: {args.predictions}", summary)
     out = Path(args.summary) if args.summary else Path(args.predictions).with_suffix(".summary.json")
     print(f"summary: {write_summary(summary, out)}")
@@ -159,41 +206,36 @@ def run(args: argparse.Namespace) -> int:
 
     from videoktr.eval.benchmarks import load_benchmark
     from videoktr.eval.identity import HEADER_KEY, RunIdentity, eval_run_settings, open_predictions
-    from videoktr.eval.runner import (
-        AUTHORS_GENERATION,
-        EvalRunConfig,
-        GenerationSettings,
-        check_videos,
-        run_evaluation,
-    )
+    from videoktr.eval.runner import EvalRunConfig, check_videos, question_text, run_evaluation
+    from videoktr.eval.scorers import check_scorer
     from videoktr.eval.scoring import write_summary
 
     _require(args, "model", "bench", "data", "video_root")
-    generation = (
-        AUTHORS_GENERATION
-        if args.authors_sampling
-        else GenerationSettings(args.max_new_tokens, args.temperature, args.top_p)
-    )
+    generation = _generation(args)
     sampling = _sampling(args)
     config = EvalRunConfig(
         video_root=Path(args.video_root), batch_size=args.batch_size, template=args.template,
-        skip_missing=args.skip_missing, limit=args.limit, retry_errors=args.retry_errors,
+        skip_missing=args.skip_missing, limit=args.limit, retry_errors=args.retry_errors, scorer=args.scorer,
     )  # fmt: skip
     items = load_benchmark(args.bench, args.data)
     predictions = Path(args.predictions or f"eval_results/{args.bench}_predictions.jsonl")
-    check_videos(items, config)  # list every missing video before the (slow) model load
+    # refuse what cannot run before the (slow) model load: every missing video, the scorer, the prompt, a mixed resume
+    check_videos(items, config)
+    check_scorer(args.scorer, items)
+    question_text(items[0], args.template)
     settings, recorded = eval_run_settings(
         model_dir=args.model, bench=args.bench, data=args.data, sampling=sampling, generation=generation,
-        template=args.template, backend=args.backend,
+        template=args.template, backend=args.backend, scorer=args.scorer,
     )  # fmt: skip
     identity = RunIdentity(settings, recorded)
-    open_predictions(predictions, identity)  # refuse a mixed resume before the model load too
+    open_predictions(predictions, identity)
     backend = _backend(args, sampling, generation)
-    _, summary = run_evaluation(backend, items, config, predictions, identity=identity)
+    _, summary = run_evaluation(backend, items, config, predictions, identity=identity, progress=True)
     summary["run"] = {
         "model": str(args.model), "bench": args.bench, "data": str(args.data), "video_root": str(args.video_root),
         "sampling": vars(sampling), "generation": vars(generation), "template": args.template,
-        "backend": args.backend, "predictions": str(predictions), "identity": identity.header()[HEADER_KEY],
+        "scorer": args.scorer, "backend": args.backend, "predictions": str(predictions),
+        "identity": identity.header()[HEADER_KEY],
     }  # fmt: skip
     _print_summary(f"{args.bench}: {args.model}", summary)
     out = Path(args.summary) if args.summary else predictions.with_suffix(".summary.json")

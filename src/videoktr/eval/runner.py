@@ -12,7 +12,10 @@
 - Backends: :class:`HFBackend` (transformers ``generate``, batched, the default) and :class:`VLLMBackend`
   (optional: needs ``pip install 'videoktr[vllm]'`` and a GPU; not exercised by the tests here).
 - Generation is greedy by default (``temperature=0``); the authors' evaluation samples with ``temperature=0.1,
-  top_p=0.001`` (:data:`AUTHORS_GENERATION`), which is practically greedy.
+  top_p=0.001`` (:data:`AUTHORS_GENERATION`), which is practically greedy. Every sampling parameter (top-k,
+  min-p, repetition penalty, seed) is explicit in :class:`GenerationSettings`.
+- Outputs are scored by ``config.scorer`` (:mod:`videoktr.eval.scorers`); resumed lines are rescored, so changing
+  the scorer never needs a new generation.
 """
 
 from __future__ import annotations
@@ -27,12 +30,15 @@ from typing import Any, Protocol
 from videoktr.errors import UserError
 from videoktr.eval.benchmarks import BenchItem
 from videoktr.eval.identity import RunIdentity, open_predictions
+from videoktr.eval.scorers import DEFAULT_SCORER, check_scorer
 from videoktr.eval.scoring import prediction_record, read_predictions, summarize
 
 
 @dataclass
 class GenerationSettings:
-    """How answers are generated."""
+    """How answers are generated. Every sampling parameter is explicit and recorded with the run; the defaults
+    are those of the trainer's rollouts (TRL ``GRPOConfig``: top_k 0 = off, min_p off, repetition_penalty 1), not
+    ``generate``'s fallbacks (top_k 50) or a checkpoint's ``generation_config.json``."""
 
     max_new_tokens: int = field(
         default=1024, metadata={"help": "Tokens generated per answer (authors: 1024)."}
@@ -43,6 +49,15 @@ class GenerationSettings:
     top_p: float = field(
         default=1.0, metadata={"help": "Nucleus sampling mass when temperature > 0 (authors: 0.001)."}
     )
+    top_k: int = field(default=0, metadata={"help": "Top-k when sampling; 0 = off (TRL rollouts, vLLM)."})
+    min_p: float | None = field(default=None, metadata={"help": "Min-p when sampling; None = off."})
+    repetition_penalty: float = field(default=1.0, metadata={"help": "1.0 = none (TRL rollouts)."})
+    seed: int = field(
+        default=0,
+        metadata={
+            "help": "Sampling seed; each batch draws with seed + the index of its first item (resumable)."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -51,6 +66,12 @@ class GenerationSettings:
             raise UserError(f"temperature={self.temperature} must be >= 0 (0 = greedy)")
         if not 0 < self.top_p <= 1:
             raise UserError(f"top_p={self.top_p} must be in (0, 1], e.g. 1.0 (or 0.001 as the authors)")
+        if self.top_k < 0:
+            raise UserError(f"top_k={self.top_k} must be >= 0 (0 = off)")
+        if self.min_p is not None and not 0 <= self.min_p <= 1:
+            raise UserError(f"min_p={self.min_p} must be in [0, 1] (or omitted = off)")
+        if self.repetition_penalty <= 0:
+            raise UserError(f"repetition_penalty={self.repetition_penalty} must be > 0 (1.0 = none)")
 
 
 AUTHORS_GENERATION = GenerationSettings(max_new_tokens=1024, temperature=0.1, top_p=0.001)
@@ -63,7 +84,13 @@ class EvalRunConfig:
     video_root: Path = field(metadata={"help": "Folder the items' video paths are relative to."})
     batch_size: int = field(default=1, metadata={"help": "Items generated together (left-padded batch)."})
     template: str = field(
-        default="video-r1", metadata={"help": "Prompt template (the one used for training)."}
+        default="video-r1",
+        metadata={
+            "help": "Prompt template (the one used for training), or 'benchmark': the benchmark's own prompt."
+        },
+    )
+    scorer: str = field(
+        default=DEFAULT_SCORER, metadata={"help": "How outputs are scored: video-r1, official or lenient."}
     )
     skip_missing: bool = field(
         default=False, metadata={"help": "Evaluate without the items whose video is missing."}
@@ -89,9 +116,12 @@ class EvalRunConfig:
 
 
 class Backend(Protocol):
-    """Generates one answer per (question text, video path); raises on failure."""
+    """Generates one answer per (question text, video path); raises on failure. ``indices``: the items'
+    positions in the benchmark, from which a sampling backend derives its seeds (same draws on resume)."""
 
-    def generate(self, questions: Sequence[str], videos: Sequence[Path]) -> list[str]: ...
+    def generate(
+        self, questions: Sequence[str], videos: Sequence[Path], indices: Sequence[int] | None = None
+    ) -> list[str]: ...
 
 
 def video_path(item: BenchItem, video_root: Path) -> Path:
@@ -140,19 +170,40 @@ def _error_text(err: Exception) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def _generate_batch(backend: Backend, batch: list[BenchItem], config: EvalRunConfig) -> list[dict[str, Any]]:
-    """Records for one batch; on failure retry item by item so that only failing items carry the error."""
-    from videoktr.data.prompts import build_question
+def question_text(item: BenchItem, template: str) -> str:
+    """The prompt of one item: the named training template, or (``benchmark``) the benchmark's own prompt."""
+    from videoktr.data.prompts import PROMPT_TEMPLATES, build_question
 
-    questions = [build_question(item.to_record(), template=config.template) for item in batch]
+    if template != "benchmark":
+        if template not in PROMPT_TEMPLATES:
+            raise UserError(
+                f"unknown --template {template!r}; valid: {', '.join(PROMPT_TEMPLATES.names())}, benchmark"
+            )
+        return build_question(item.to_record(), template=template)
+    if "prompt" not in item.native:
+        raise UserError(
+            f"{item.benchmark or 'this'} benchmark has no prompt of its own; use --template video-r1"
+        )
+    return item.native["prompt"]
+
+
+def _generate_batch(
+    backend: Backend, batch: list[BenchItem], config: EvalRunConfig, indices: list[int]
+) -> list[dict[str, Any]]:
+    """Records for one batch; on failure retry item by item so that only failing items carry the error.
+    ``indices``: the items' positions in the benchmark (the backend derives sampling seeds from them)."""
+    questions = [question_text(item, config.template) for item in batch]
     videos = [video_path(item, config.video_root) for item in batch]
     try:
-        outputs = backend.generate(questions, videos)
-        return [prediction_record(item, output) for item, output in zip(batch, outputs, strict=True)]
+        outputs = backend.generate(questions, videos, indices=indices)
+        return [
+            prediction_record(item, output, scorer=config.scorer)
+            for item, output in zip(batch, outputs, strict=True)
+        ]
     except Exception as err:
         if len(batch) == 1:
-            return [prediction_record(batch[0], None, error=_error_text(err))]
-    return [_generate_batch(backend, [item], config)[0] for item in batch]
+            return [prediction_record(batch[0], None, error=_error_text(err), scorer=config.scorer)]
+    return [_generate_batch(backend, [item], config, [index])[0] for item, index in zip(batch, indices)]
 
 
 class _ErrorStreak:
@@ -176,45 +227,72 @@ def run_evaluation(
     predictions_path: str | Path | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     identity: RunIdentity | None = None,
+    progress: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Evaluate ``items`` with ``backend``; returns (prediction records in item order, summary).
 
     ``identity``: what this run is (:func:`videoktr.eval.identity.eval_run_settings`), written as the first line of
-    the predictions file and checked on resume; ``None`` is an anonymous run (resumes only an anonymous file)."""
+    the predictions file and checked on resume; ``None`` is an anonymous run (resumes only an anonymous file).
+    ``progress``: show items done / total (resumed included), items/s, failures and time left on stderr - a rich
+    bar on a terminal, a plain line every 5% otherwise.
+    """
+    from videoktr.eval.progress import ProgressReport
+
     path = Path(predictions_path) if predictions_path is not None else None
+    check_scorer(config.scorer, items)
     present, missing = check_videos(items, config)
     todo_items = present[: config.limit] if config.limit is not None else present
     if path is not None:
         open_predictions(path, identity or RunIdentity({}))
     finished = load_finished(path, items, config.retry_errors)
     todo = [item for item in todo_items if item.id not in finished]
+    position = {item.id: index for index, item in enumerate(items)}
     new: dict[str, dict[str, Any]] = {}
     streak, start = _ErrorStreak(config.max_consecutive_errors), time.perf_counter()
-    for begin in range(0, len(todo), config.batch_size):
-        records = _generate_batch(backend, todo[begin : begin + config.batch_size], config)
-        if path is not None:
-            with path.open("a", encoding="utf-8") as handle:
-                handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        for record in records:
-            new[record["id"]] = record
-            if on_record is not None:
-                on_record(record)
-        streak.update(records)
+    label = f"eval {items[0].benchmark if items else ''}".strip()
+    report = (
+        ProgressReport(label, len(todo_items), len(todo_items) - len(todo)) if progress else _NoProgress()
+    )
+    with report as shown:
+        for begin in range(0, len(todo), config.batch_size):
+            batch = todo[begin : begin + config.batch_size]
+            records = _generate_batch(backend, batch, config, [position[item.id] for item in batch])
+            if path is not None:
+                with path.open("a", encoding="utf-8") as handle:
+                    handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+            for record in records:
+                new[record["id"]] = record
+                if on_record is not None:
+                    on_record(record)
+            shown.advance(len(records), failures=sum(r["error"] is not None for r in records))
+            streak.update(records)
     seconds = time.perf_counter() - start
     records = [
         new[item.id] if item.id in new else prediction_record(item, finished[item.id].get("output"),
-                                                                finished[item.id].get("error"))
+                                                                finished[item.id].get("error"), config.scorer)
         for item in todo_items
     ]  # fmt: skip
     summary = summarize(
-        records, n_items=len(items), n_skipped_missing=len(missing), n_resumed=len(todo_items) - len(todo)
-    )
+        records, config.scorer, n_items=len(items), n_skipped_missing=len(missing),
+        n_resumed=len(todo_items) - len(todo),
+    )  # fmt: skip
     summary["generation"] = {
         "n_generated": len(todo),
         "seconds": round(seconds, 3),
         "items_per_second": round(len(todo) / seconds, 4) if todo and seconds > 0 else None,
     }
     return records, summary
+
+
+class _NoProgress:
+    def __enter__(self) -> _NoProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def advance(self, n: int = 1, failures: int = 0) -> None:
+        pass
 
 
 def evaluate(
@@ -231,6 +309,8 @@ def evaluate(
     skip_missing: bool = False,
     limit: int | None = None,
     identity: RunIdentity | None = None,
+    scorer: str = DEFAULT_SCORER,
+    progress: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """In-process evaluation of a loaded model (e.g. right after training in the demo).
 
@@ -245,6 +325,7 @@ def evaluate(
         template=template,
         skip_missing=skip_missing,
         limit=limit,
+        scorer=scorer,
     )
     backend = HFBackend(model, processor, sampling, generation)
-    return run_evaluation(backend, items, config, predictions_path, identity=identity)
+    return run_evaluation(backend, items, config, predictions_path, identity=identity, progress=progress)

@@ -1,11 +1,11 @@
-"""Scoring model outputs as the authors' evaluation does, and summarising accuracy per category.
+"""Prediction records and summaries: one JSONL line per item, scored by the chosen scorer (``--scorer``, see
+:mod:`videoktr.eval.scorers`), and the summary a run prints and saves.
 
-Per item: take the content of the last ``<answer>...</answer>`` (fall back to the whole text when there are no
-tags, ``answer_source: "text"``); multiple choice is an exact match of the option letter read from it (letters
-outside the item's options count as none); numerical uses the Video-R1 rule (decimal-point/comma agreement, equal
-at 2 decimals); other problem types use the training reward's scorer and count as correct only at score 1.
-An output from which no letter / number / text can be read is wrong and flagged ``extracted: false``; an item whose
-generation failed is wrong and carries its ``error``. Accuracy = correct / scored items (errors included).
+Summary: ``accuracy`` = correct / counted non-regression items, where "counted" follows the scorer's denominator
+rule (``n_dropped`` items left out, e.g. Video-MME's unparseable answers under ``official``); regression items are
+averaged apart as ``mean_mra``; ``n_only_lenient`` counts the items only the lenient reader accepts; per-category
+accuracies (``by_category``) carry each benchmark's published breakdowns (its categories, see ``benchmarks``), and
+``notes`` say what is and is not an official figure. A generation error is a wrong, counted answer.
 """
 
 from __future__ import annotations
@@ -18,46 +18,29 @@ from typing import Any
 from videoktr.errors import UserError
 from videoktr.eval.benchmarks import BenchItem, read_annotations
 from videoktr.eval.identity import is_header
-from videoktr.rewards.accuracy import GoldError, score_answer
-from videoktr.rewards.parsing import extract_answer, extract_letter, option_letters, parse_number
+from videoktr.eval.scorers import DEFAULT_SCORER, check_scorer, score_item
 
 ID_KEYS = ("id", "problem_id", "question_id", "Question ID")
 
+_NOTES = {
+    "tempcompass": "TempCompass publishes accuracy per task (task/...) and per dimension within a task "
+    "(task_dim/...); 'accuracy' pools the tasks and is not an official figure",
+    "videommmu": "lmms-eval reports each VideoMMMU track on its own (track/..., with domain/ and subject/ "
+    "inside); 'accuracy' pools the tracks",
+}
+_SCORER_NOTES = {
+    ("official", "videomme"): "Video-MME's official scorer leaves unparseable answers out of the denominator "
+    "(n_dropped)",
+    ("official", "videommmu"): "lmms-eval leaves empty answers out of the denominator (n_dropped)",
+    ("official", "mmvu"): "lmms-eval counts only the subjects in its discipline map (n_dropped)",
+}
 
-def _read_value(item: BenchItem, answer: str) -> str | None:
-    """What the item's problem type reads from an answer: a letter, a number string, or non-empty text."""
-    if item.problem_type == "multiple choice":
-        return extract_letter(answer, option_letters(item.options))
-    if item.problem_type in ("numerical", "regression"):
-        return answer if parse_number(answer) is not None else None
-    return answer or None
 
-
-def score_output(item: BenchItem, output: str) -> dict[str, Any]:
-    """Score one model output: ``prediction``, ``extracted``, ``answer_source``, ``correct``, ``score``."""
-    tagged = extract_answer(output)
-    answer = tagged if tagged is not None else output.strip()
-    prediction = _read_value(item, answer)
-    try:
-        score = (
-            score_answer(item.problem_type, answer, item.answer, item.options)
-            if prediction is not None
-            else 0.0
-        )
-    except GoldError as err:
-        raise UserError(f"{item.benchmark} item {item.id!r} cannot be scored: {err}") from err
+def prediction_record(
+    item: BenchItem, output: str | None, error: str | None = None, scorer: str = DEFAULT_SCORER
+) -> dict[str, Any]:
+    """The JSONL line of one item: id, gold answer, categories, raw output, the scorer's fields (or the error)."""
     return {
-        "prediction": prediction,
-        "extracted": prediction is not None,
-        "answer_source": "tag" if tagged is not None else "text",
-        "correct": score >= 1.0,
-        "score": float(score),
-    }
-
-
-def prediction_record(item: BenchItem, output: str | None, error: str | None = None) -> dict[str, Any]:
-    """The JSONL line of one item: its id, gold answer, categories, raw output, and score (or its error)."""
-    record = {
         "id": item.id,
         "benchmark": item.benchmark,
         "problem_type": item.problem_type,
@@ -65,40 +48,53 @@ def prediction_record(item: BenchItem, output: str | None, error: str | None = N
         "categories": item.categories,
         "output": output,
         "error": error,
+        "scorer": scorer,
+        **score_item(item, output, scorer, error),
     }
-    if error is not None or output is None:
-        record.update(prediction=None, extracted=False, answer_source=None, correct=False, score=0.0)
-    else:
-        record.update(score_output(item, output))
-    return record
 
 
-def summarize(records: Iterable[Mapping[str, Any]], **counts: int) -> dict[str, Any]:
-    """Accuracy overall and per ``category/value`` over scored records; ``counts`` are added as they are.
-
-    Returns ``accuracy`` (fraction), ``mean_score``, ``n_scored``, ``n_correct``, ``n_not_extracted``,
-    ``n_errors``, ``by_category`` {"field/value": accuracy} and ``category_counts`` {"field/value": n}.
-    """
+def summarize(
+    records: Iterable[Mapping[str, Any]], scorer: str = DEFAULT_SCORER, **counts: Any
+) -> dict[str, Any]:
+    """The summary of scored records (see the module docstring); ``counts`` are added as they are."""
     records = list(records)
+    scored = [r for r in records if r.get("metric", "accuracy") == "accuracy"]
+    counted = [r for r in scored if r.get("counted", True)]
+    regression = [r for r in records if r.get("metric") == "mra" and r.get("counted", True)]
     totals: dict[str, list[int]] = {}
-    for record in records:
+    for record in counted:
         for name, value in record.get("categories", {}).items():
             total = totals.setdefault(f"{name}/{value}", [0, 0])
             total[0] += bool(record["correct"])
             total[1] += 1
-    n = len(records)
-    n_correct = sum(bool(r["correct"]) for r in records)
-    return {
+    n, n_correct = len(counted), sum(bool(r["correct"]) for r in counted)
+    summary: dict[str, Any] = {
+        "scorer": scorer,
         "accuracy": n_correct / n if n else 0.0,
-        "mean_score": sum(r["score"] for r in records) / n if n else 0.0,
         "n_scored": n,
         "n_correct": n_correct,
-        "n_not_extracted": sum(not r["extracted"] and r.get("error") is None for r in records),
+        "n_dropped": len(scored) - n,
+        "n_not_extracted": sum(not r["extracted"] and r.get("error") is None for r in scored),
         "n_errors": sum(r.get("error") is not None for r in records),
-        **counts,
-        "by_category": {key: correct / total for key, (correct, total) in sorted(totals.items())},
-        "category_counts": {key: total for key, (_, total) in sorted(totals.items())},
+        "n_no_rule": sum(bool(r.get("no_rule")) for r in records),
+        "n_only_lenient": sum(bool(r.get("lenient_correct")) and not r["correct"] for r in scored),
     }
+    if regression:
+        summary["n_regression"] = len(regression)
+        summary["mean_mra"] = sum(r["score"] for r in regression) / len(regression)
+    summary.update(counts)
+    summary["by_category"] = {key: correct / total for key, (correct, total) in sorted(totals.items())}
+    summary["category_counts"] = {key: total for key, (_, total) in sorted(totals.items())}
+    benchmarks = sorted({r.get("benchmark", "") for r in records})
+    notes = [_NOTES[b] for b in benchmarks if b in _NOTES]
+    notes += [_SCORER_NOTES[(scorer, b)] for b in benchmarks if (scorer, b) in _SCORER_NOTES]
+    if summary["n_no_rule"]:
+        notes.append(
+            f"{summary['n_no_rule']} items have a problem type Video-R1's evaluation has no rule for; they score "
+            "0 as there (use --scorer official or lenient to read them)"
+        )
+    summary["notes"] = notes
+    return summary
 
 
 def _prediction_id(row: Mapping[str, Any], path: Path, number: int) -> str:
@@ -131,7 +127,7 @@ def read_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def score_predictions(
-    items: list[BenchItem], predictions: Mapping[str, Mapping[str, Any]]
+    items: list[BenchItem], predictions: Mapping[str, Mapping[str, Any]], scorer: str = DEFAULT_SCORER
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Score external predictions against ``items``. Items without a prediction are counted, not scored;
     a prediction whose id is not in ``items`` is an error (probably the wrong benchmark file)."""
@@ -142,12 +138,14 @@ def score_predictions(
         raise UserError(
             f"{len(unknown)} prediction id(s) are not in the benchmark file (e.g. {shown}); check --data"
         )
+    check_scorer(scorer, items)
     records = [
-        prediction_record(item, predictions[item.id].get("output"), predictions[item.id].get("error"))
+        prediction_record(item, predictions[item.id].get("output"), predictions[item.id].get("error"), scorer)
         for item in items
         if item.id in predictions
     ]
-    return records, summarize(records, n_items=len(items), n_missing_predictions=len(items) - len(records))
+    counts = {"n_items": len(items), "n_missing_predictions": len(items) - len(records)}
+    return records, summarize(records, scorer, **counts)
 
 
 def write_summary(summary: Mapping[str, Any], path: str | Path) -> Path:

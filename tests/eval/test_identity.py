@@ -20,7 +20,7 @@ class FakeBackend:
     def __init__(self):
         self.calls = []
 
-    def generate(self, questions, videos):
+    def generate(self, questions, videos, indices=None):
         self.calls.append([v.name for v in videos])
         return ["<answer>C</answer>" for _ in questions]
 

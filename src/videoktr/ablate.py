@@ -9,6 +9,10 @@ Config::
     variants:
       - {name: "Vanilla GRPO", method: grpo}
       - {name: "V", method: ktr, trainer: {ktr_signals: [visual]}}
+      - {name: "TW-GRPO binary", method: tw_grpo, rewards: [tw_exact_mc, tw_format]}  # rewards: optional
+
+With multi-answer kinds (a multi-answer template), the table also gives the mean partial credit (``score``) and
+the paired difference of each variant to the first one, per seed, with a 95% t-interval over seeds.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ def _load(path: str):
     for v in variants:
         if "name" not in v or "method" not in v:
             raise UserError(f"{path}: every variant needs 'name' and 'method' (got {v})")
+        unknown_keys = sorted(set(v) - {"name", "method", "trainer", "rewards"})
+        if unknown_keys:
+            raise UserError(f"{path}: variant {v['name']!r} has unknown keys {unknown_keys}")
     return DemoConfig(**demo), variants
 
 
@@ -52,6 +59,7 @@ def run_variant(base, variant: dict, seed: int, out: Path, paths, sft_dir: Path)
         base,
         method=variant["method"],
         seed=seed,
+        rewards=list(variant.get("rewards", base.rewards)),
         trainer_overrides={**base.trainer_overrides, **variant.get("trainer", {})},
     )
     run_dir = out / f"{variant['name'].replace(' ', '_').replace('&', 'and')}_seed{seed}"
@@ -63,6 +71,9 @@ def run_variant(base, variant: dict, seed: int, out: Path, paths, sft_dir: Path)
         "accuracy": summary["accuracy"],
         "static": _family_accuracy(summary, "static"),
         "temporal": _family_accuracy(summary, "temporal"),
+        "score": summary.get("mean_score"),
+        "score_static": summary.get("by_category_mean_score", {}).get("family/static"),
+        "score_temporal": summary.get("by_category_mean_score", {}).get("family/temporal"),
         "steps": trainer.state.global_step,
         "stopped_by_time_budget": stopped,
     }
@@ -88,6 +99,53 @@ def table(rows: list[dict], names: list[str], sft: dict) -> str:
             continue
         cols = [mean_std([r[k] for r in mine]) for k in ("accuracy", "static", "temporal")]
         lines.append(f"| {name} | {len(mine)} | " + " | ".join(cols) + " |")
+    return "\n".join(lines)
+
+
+# Student t 0.975 quantiles by degrees of freedom (seeds - 1), for 95% intervals over a few seeds
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def interval(values: list[float]) -> str:
+    """``mean [low, high]`` in points: a 95% t-interval of the mean over seeds (``n/a`` below 2 values)."""
+    values = [v for v in values if v is not None]
+    if len(values) < 2:
+        return "n/a" if not values else f"{100 * values[0]:.1f}"
+    mean = statistics.mean(values)
+    half = T_975.get(len(values) - 1, 1.96) * statistics.stdev(values) / len(values) ** 0.5
+    return f"{100 * mean:+.1f} [{100 * (mean - half):+.1f}, {100 * (mean + half):+.1f}]"
+
+
+def partial_credit_tables(rows: list[dict], names: list[str], sft: dict) -> str:
+    """Multi-answer runs: mean partial credit per family, and each variant minus the first one, paired by seed
+    (strict accuracy and partial credit), as a 95% t-interval over seeds."""
+    keys = ("score", "score_static", "score_temporal")
+    by_cat = sft.get("by_category_mean_score", {})
+    sft_cols = [sft.get("mean_score"), by_cat.get("family/static"), by_cat.get("family/temporal")]
+    lines = [
+        "Mean partial credit (|P|/|G| if P is a subset of G, else 0):",
+        "",
+        "| variant | seeds | overall | static | temporal |",
+        "|---|---|---|---|---|",
+        "| SFT checkpoint (no RL) | - | " + " | ".join(f"{100 * (v or 0):.1f}" for v in sft_cols) + " |",
+    ]
+    for name in names:
+        mine = [r for r in rows if r["variant"] == name]
+        if mine:
+            cols = [mean_std([r.get(k) for r in mine]) for k in keys]
+            lines.append(f"| {name} | {len(mine)} | " + " | ".join(cols) + " |")
+    reference = names[0]
+    lines += ["", f"Paired by seed, minus {reference} (points, mean [95% t-interval]):", ""]
+    lines += ["| variant | seeds | strict accuracy | partial credit |", "|---|---|---|---|"]
+    ref = {r["seed"]: r for r in rows if r["variant"] == reference}
+    for name in names[1:]:
+        mine = [r for r in rows if r["variant"] == name and r["seed"] in ref]
+        if mine:
+            diffs = [
+                interval([r[k] - ref[r["seed"]][k] for r in mine if r.get(k) is not None])
+                for k in ("accuracy", "score")
+            ]
+            lines.append(f"| {name} | {len(mine)} | " + " | ".join(diffs) + " |")
     return "\n".join(lines)
 
 
@@ -122,6 +180,10 @@ def run(args: argparse.Namespace) -> int:
             with open(done_file, "a") as f:
                 f.write(json.dumps(row) + "\n")
     text = table(rows, [v["name"] for v in variants], sft)
+    from videoktr.data.prompts import PROMPT_TEMPLATES
+
+    if PROMPT_TEMPLATES.get(base.template).multi_answer:
+        text += "\n\n" + partial_credit_tables(rows, [v["name"] for v in variants], sft)
     console.print(text)
     (out / "ablation.md").write_text(
         f"Command: videoktr ablate --config {args.config} --seeds {args.seeds} --out {args.out}\n\n{text}\n"

@@ -15,6 +15,7 @@ COMMAND_MODULES = {
     "env": "videoktr.envinfo",
     "make-synthetic": "videoktr.data.commands",
     "validate-data": "videoktr.data.commands",
+    "qai": "videoktr.data.qai",
     "build-tiny-model": "videoktr.models.commands",
     "train": "videoktr.training.commands",
     "eval": "videoktr.eval.commands",

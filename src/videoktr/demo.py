@@ -57,6 +57,10 @@ class DemoConfig:
     )
     max_completion_length: int = field(default=64, metadata={"help": "Tokens per sampled completion."})
     eval_batch_size: int = field(default=32, metadata={"help": "Evaluation batch size (greedy decoding)."})
+    rewards: list = field(
+        default_factory=lambda: ["accuracy", "format"],
+        metadata={"help": "RL reward functions (names in videoktr.rewards, e.g. tw_soft_mc, tw_format)."},
+    )
     trainer_overrides: dict = field(default_factory=dict, metadata={"help": "Extra KTRConfig fields for RL."})
 
 
@@ -237,7 +241,7 @@ def rl_recipe(cfg: DemoConfig, out: Path, paths: dict[str, Path], sft_dir: Path)
         **cfg.trainer_overrides,
     )
     data = {"train": str(paths["train"]), "root": str(paths["root"])}
-    return Recipe(model=str(sft_dir), data=data, rewards=["accuracy", "format"], trainer=trainer)
+    return Recipe(model=str(sft_dir), data=data, rewards=list(cfg.rewards), trainer=trainer)
 
 
 def quiet_progress(trainer, title: str):

@@ -57,7 +57,7 @@ def test_short_template_is_shorter_and_keeps_the_tags():
 
 
 def test_unknown_template_lists_the_valid_ones():
-    with pytest.raises(UnknownNameError, match="short, video-r1"):
+    with pytest.raises(UnknownNameError, match="short, short-multi, tw-grpo, video-r1, video-r1-multi"):
         build_question(record("numerical"), template="long")
 
 
@@ -66,3 +66,35 @@ def test_bad_problem_type_and_missing_options_are_user_errors():
         build_question(record("mcq"))
     with pytest.raises(UserError, match="record 3: multiple-choice record without options"):
         build_question(record("multiple choice", options=None))
+
+
+def multi(solution):
+    return dict(record("multiple choice", ["A. red", "B. green", "C. blue"]), solution=solution)
+
+
+def test_tw_grpo_template_is_the_authors_mixed_template():
+    # src/open_r1/grpo.py, question_type "mixed"
+    authors = (
+        "{Question}  Output the thinking process in <think> </think> and final answer (letters separated by , if "
+        "multiple) in <answer> </answer> tags."
+    )
+    question = "What happens?\nOptions:\nA. red\nB. green\nC. blue"
+    assert build_question(multi("<answer>A,C</answer>"), "tw-grpo") == authors.format(Question=question)
+
+
+@pytest.mark.parametrize("template", ["tw-grpo", "video-r1-multi", "short-multi"])
+def test_multi_answer_templates_serve_single_and_multi_records_alike(template):
+    single, several = (
+        build_question(multi("<answer>B</answer>"), template),
+        build_question(multi("<answer>A, C</answer>"), template),
+    )
+    assert single == several and PROMPT_TEMPLATES.get(template).multi_answer
+
+
+@pytest.mark.parametrize("template", ["video-r1", "short"])
+def test_single_answer_template_refuses_multi_answer_records(template):
+    assert build_question(multi("<answer>B</answer>"), template)
+    with pytest.raises(
+        UserError, match=f"record 3: several correct letters.*{template!r} asks for a single letter"
+    ):
+        build_question(multi("<answer>A, C</answer>"), template)

@@ -171,6 +171,8 @@ def test_every_template_word_is_evidence_or_filler():
         "noun": ["square", "squares"],
         "be": ["is", "are"],
         "d": ["left", "right", "up", "down"],
+        "cs": ["red", "red and blue", "green, blue and yellow", "red, green, blue and yellow"],
+        "seq": ["red, green", "blue, yellow, red", "green, red, blue, yellow", "yellow, blue"],
     }
     sentences = [*_OPENERS, *_CHECKS, *(c.format(letter="A") for c in _CLOSERS)]
     for name in QUESTION_KINDS.names():
@@ -203,7 +205,10 @@ def test_corpus_covers_prompts_reasoning_and_answers(dataset):
         ({"num_frames": 4, "kinds": ["after"]}, "num_frames=4 must be even and >= 6"),
         ({"height": 57}, "even"),
         ({"height": 24, "width": 48}, "fewer than 4 squares"),
-        ({"kinds": ["colour"]}, "unknown question kind.*valid: after, color, count, direction, first_color"),
+        (
+            {"kinds": ["colour"]},
+            "unknown question kind.*valid: after, color, colors, colors_after, count, direction, first_color",
+        ),
         ({"kinds": []}, "kinds is empty"),
         ({"num_frames": 16, "height": 48}, "raise height"),
     ],

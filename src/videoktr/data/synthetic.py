@@ -9,6 +9,8 @@ question kind, and belongs to a family by the evidence it needs:
 - ``temporal``: needs the order of the frames (shuffled frames make it unanswerable).
   ``first_color`` (two squares, one after the other), ``direction`` (one square moving left/right/up/down) and
   ``after`` (three squares one after the other, "which color appears right after the X square?").
+- multi-answer kinds (several correct letters, ``"<answer>A,C</answer>"``, for TW-GRPO's soft reward), defined in
+  :mod:`videoktr.data.synthetic_multi`: ``colors`` (static) and ``colors_after`` (temporal).
 
 Each record carries ``family``, ``question_kind``, and for its templated chain of thought ``process`` the
 character spans of its evidence words, ``evidence_spans`` = [{start, end, kind: "visual"|"temporal"}], produced by
@@ -118,7 +120,7 @@ class SyntheticConfig:
             raise UserError(
                 f"synthetic: unknown question kind(s) {unknown}; valid: {', '.join(QUESTION_KINDS.names())}"
             )
-        need = 6 if "after" in self.kinds else 4
+        need = max(QUESTION_KINDS.get(kind).min_frames for kind in self.kinds)
         if self.num_frames < need or self.num_frames % 2:
             raise UserError(
                 f"synthetic: num_frames={self.num_frames} must be even and >= {need} for {self.kinds}"
@@ -158,6 +160,7 @@ class Scene:
     squares: list[Square]
     question: str
     slots: dict[str, str]
+    letters: str | None = None  # the answer's letters when not the one letter of the answer index ("A,C")
 
 
 def _max_step(extent: int, num_frames: int) -> int:
@@ -305,6 +308,8 @@ class QuestionKind:
     options: tuple[str, ...]  # fixed order; the answer index picks the letter
     scene: Callable[[np.random.Generator, int, SyntheticConfig], Scene]
     evidence: tuple[str, ...]  # reasoning sentences, str.format-ed with the scene's slots
+    n_answers: int = 4  # answer indices 0..n_answers-1, balanced per kind
+    min_frames: int = 4
 
 
 QUESTION_KINDS: Registry[QuestionKind] = Registry("synthetic question kind")
@@ -367,6 +372,7 @@ QUESTION_KINDS.add(
             "The order is {c1}, then {c2}, then {c3}. So after {x} comes {ans}.",
             "I see {c1} first, {c2} next and {c3} last. The {ans} square follows the {x} square.",
         ),
+        min_frames=6,
     ),
 )
 
@@ -396,23 +402,26 @@ def reasoning(rng: np.random.Generator, kind: QuestionKind, slots: dict[str, str
 # ----------------------------------------------------------------------------------------------- datasets
 
 
-def _balanced_answers(rng: np.random.Generator, count: int) -> list[int]:
-    """``count`` answer indices in 0..3, each used floor(count/4) or ceil(count/4) times, in random order."""
-    return [int(a) for a in rng.permutation(np.resize(np.arange(len(_LETTERS)), count))]
+def _balanced_answers(rng: np.random.Generator, count: int, n: int = 4) -> list[int]:
+    """``count`` answer indices in 0..n-1, each used floor(count/n) or ceil(count/n) times, in random order."""
+    return [int(a) for a in rng.permutation(np.resize(np.arange(n), count))]
 
 
 def _make_split(
     split: str, count: int, rng: np.random.Generator, cfg: SyntheticConfig, root: Path
 ) -> list[dict]:
     kinds = [cfg.kinds[i % len(cfg.kinds)] for i in range(count)]
-    answers = {k: iter(_balanced_answers(rng, kinds.count(k))) for k in cfg.kinds}
+    answers = {
+        k: iter(_balanced_answers(rng, kinds.count(k), QUESTION_KINDS.get(k).n_answers)) for k in cfg.kinds
+    }
     records = []
     for index, name in enumerate(kinds):
         kind, answer = QUESTION_KINDS.get(name), next(answers[name])
         scene = kind.scene(rng, answer, cfg)
         pid = f"{split}-{index:04d}"
         write_video(root / "videos" / f"{pid}.mp4", render(scene.squares, cfg), cfg.fps)
-        process = reasoning(rng, kind, scene.slots, _LETTERS[answer])
+        letters = scene.letters or _LETTERS[answer]
+        process = reasoning(rng, kind, scene.slots, letters)
         records.append(
             {
                 "problem_id": pid,
@@ -420,7 +429,7 @@ def _make_split(
                 "data_type": "video",
                 "problem_type": "multiple choice",
                 "options": list(kind.options),
-                "solution": f"<answer>{_LETTERS[answer]}</answer>",
+                "solution": f"<answer>{letters}</answer>",
                 "path": f"videos/{pid}.mp4",
                 "data_source": "synthetic",
                 "family": kind.family,
@@ -484,3 +493,6 @@ def synthetic_corpus(records: Iterable[dict], template: str = "short") -> list[s
             texts[record["process"]] = None
         texts[record["solution"]] = None
     return list(texts)
+
+
+from videoktr.data import synthetic_multi  # noqa: E402, F401  (registers the multi-answer kinds)

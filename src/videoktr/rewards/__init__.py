@@ -1,7 +1,9 @@
 """Reward functions in TRL's shape ``f(completions, **columns) -> list[float | None]``.
 
 Registered names (``REWARDS``): ``accuracy`` (Video-R1 accuracy by problem_type), ``format`` (think/answer
-format), ``tw_soft_mc`` (TW-GRPO soft multi-choice). ``get_reward`` also resolves a user function by dotted path,
+format), and TW-GRPO's multi-answer rewards as its authors compute them: ``tw_soft_mc`` (soft, partial credit),
+``tw_exact_mc`` (binary), ``tw_soft_mc_lenient`` (soft on a lenient reading) and ``tw_format`` (their format
+check). ``get_reward`` also resolves a user function by dotted path,
 ``"package.module:function"`` or ``"package.module.function"``. The length-control bonus (``length_bonus``) is
 not a per-completion reward: it needs the group and the token lengths, so the trainer applies it.
 """
@@ -15,9 +17,9 @@ from videoktr.errors import UserError
 from videoktr.rewards import accuracy, format, tw_grpo  # noqa: F401  (registers the rewards)
 from videoktr.rewards.accuracy import accuracy_reward
 from videoktr.rewards.base import REWARDS, RewardError, completion_text
-from videoktr.rewards.format import format_reward
+from videoktr.rewards.format import format_reward, tw_format_reward
 from videoktr.rewards.length import length_bonus
-from videoktr.rewards.tw_grpo import invert_question, tw_soft_mc_reward
+from videoktr.rewards.tw_grpo import tw_exact_mc_reward, tw_soft_mc_lenient_reward, tw_soft_mc_reward
 
 __all__ = [
     "REWARDS",
@@ -26,8 +28,10 @@ __all__ = [
     "completion_text",
     "format_reward",
     "get_reward",
-    "invert_question",
     "length_bonus",
+    "tw_exact_mc_reward",
+    "tw_format_reward",
+    "tw_soft_mc_lenient_reward",
     "tw_soft_mc_reward",
 ]
 

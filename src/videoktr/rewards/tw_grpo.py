@@ -1,42 +1,91 @@
-"""TW-GRPO data side (METHOD.md section 5): soft multi-choice reward and Question-Answer Inversion.
+"""TW-GRPO multi-answer rewards (METHOD.md section 5), read the way the authors' code reads answers.
 
-Soft multi-choice reward: with the gold answer a set of option letters G (``"<answer>A, C</answer>"``) and the
-predicted set P read from the completion's ``<answer>``, the reward is ``|P| / |G|`` if P is a non-empty subset of
-G, else 0. On single-answer data it equals the exact-letter reward.
+Reference: github longmalongma/TW-GRPO at aa529ff, ``src/open_r1/grpo.py`` (``accuracy_reward``,
+``origin_accuracy_reward``) and ``src/eval/eval_clevrer.py`` (``calculate_accuracy_score``).
 
-Question-Answer Inversion turns a single-answer multiple-choice record into a multi-answer one: the question is
-negated (``"did"`` -> ``"didn't"``, ``"is"`` -> ``"isn't"``, ...), the formerly correct option becomes the only wrong
-one, and 1..n of the formerly wrong options (n = their number) become the correct set; options are shuffled and
-relabelled A, B, ... A question with none of the auxiliary verbs below cannot be negated and is returned
-unchanged (``qa_inverted: False``), like the records the coin flip leaves alone.
+**The authors' reading** (:func:`answer_set`): the content of the *first* ``<answer>...</answer>`` pair, stripped,
+else the whole stripped text; every space removed; split on commas; each piece stripped. The gold set ``G`` is read
+from the solution the same way, the predicted set ``P`` from the completion. So ``"A, C"`` -> ``{"A", "C"}``, while
+``"A. red"`` -> ``{"A.red"}``, ``"a"`` -> ``{"a"}`` and an empty answer -> ``{""}``: none of them is a gold letter.
+
+| reward name            | value                                                                            |
+|------------------------|----------------------------------------------------------------------------------|
+| ``tw_soft_mc``         | ``|P| / |G|`` if ``P`` is a subset of ``G``, else 0 (authors' ``accuracy``)        |
+| ``tw_exact_mc``        | 1 if ``P == G`` else 0: the binary reward (authors' ``origin_accuracy``)          |
+| ``tw_soft_mc_lenient`` | the same ratio on a lenient reading: the *last* ``<answer>`` (no fallback), every |
+|                        | standalone capital letter in it, letters outside the options dropped (diagnosis)  |
+
+What is deliberately not copied: the authors first try ``math_verify`` symbolic equality on the whole completion
+and give 1.0 when it succeeds; that pass is not reproduced (it is meant for maths answers, and adds a dependency).
+
+Data errors are not the model's fault and are not scored 0: a gold set with a piece that is not a single capital
+letter, or (when the ``options`` column is given) a gold letter that is not among the options, raises
+:class:`RewardError` naming the sample. Question-Answer Inversion lives in :mod:`videoktr.data.qai`.
 """
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Sequence
 from typing import Any
 
-from videoktr.rewards.accuracy import GoldError, gold_answer
 from videoktr.rewards.base import RewardError, check_column, completion_text, register_reward, sample_name
 from videoktr.rewards.parsing import extract_answer, extract_letter_set, option_letters
 
-# auxiliary -> negated form; the first one found in the question (as a whole word) is negated.
-NEGATIONS = {
-    "did": "didn't", "does": "doesn't", "do": "don't", "is": "isn't", "are": "aren't", "was": "wasn't",
-    "were": "weren't", "can": "can't", "could": "couldn't", "will": "won't", "would": "wouldn't",
-    "should": "shouldn't", "has": "hasn't", "have": "haven't", "had": "hadn't",
-}  # fmt: skip
-_AUXILIARY = re.compile(r"\b(" + "|".join(NEGATIONS) + r")\b", re.IGNORECASE)
-_OPTION = re.compile(r"^\s*\(?([A-Z])[.):]\s*(.*)$", re.DOTALL)
+_FIRST_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_LETTER = re.compile(r"[A-Z]")
+# the authors' evaluation fallback when there are no tags: "Answer: A, C" (src/eval/eval_clevrer.py)
+_EVAL_FALLBACK = re.compile(r"(?:answer|Answer|ANSWER)[:\s]+([A-Z](?:\s*,\s*[A-Z])*)")
+
+
+def answer_text(text: str) -> str:
+    """Content of the first ``<answer>...</answer>`` pair, stripped; else the whole text, stripped (authors)."""
+    match = _FIRST_ANSWER.search(text)
+    return match.group(1).strip() if match else text.strip()
+
+
+def answer_set(text: str) -> set[str]:
+    """The authors' answer set: :func:`answer_text`, spaces removed, split on commas, pieces stripped."""
+    return {piece.strip() for piece in answer_text(text).replace(" ", "").split(",")}
 
 
 def soft_choice_score(pred: set[str], gold: set[str]) -> float:
-    """``|pred| / |gold|`` if ``pred`` is a non-empty subset of ``gold``, else 0 (``gold`` must be non-empty)."""
+    """``|pred| / |gold|`` if ``pred`` is a subset of ``gold``, else 0 (``gold`` non-empty).
+
+    As the authors: an empty ``pred`` is a subset and scores 0 only because ``|pred| = 0``.
+    """
     if not gold:
         raise ValueError("gold letter set is empty")
-    return len(pred) / len(gold) if pred and pred <= gold else 0.0
+    return len(pred) / len(gold) if pred <= gold else 0.0
+
+
+def gold_letter_set(solution: Any, options: Sequence[str] | None = None) -> set[str]:
+    """The gold letters of a solution, read as the authors read it, checked: every piece a capital letter and,
+    when ``options`` are given, among their labels. Raises ``ValueError`` saying what is wrong."""
+    if not isinstance(solution, str) or not solution.strip():
+        raise ValueError(f"missing solution (got {solution!r}); write '<answer>A,C</answer>'")
+    gold = answer_set(solution)
+    bad = sorted(piece for piece in gold if not _LETTER.fullmatch(piece))
+    if bad:
+        raise ValueError(f"solution {solution!r} has pieces that are not option letters: {bad}")
+    valid = option_letters(options)
+    if valid is not None and not gold <= valid:
+        raise ValueError(
+            f"solution {solution!r} names letters {sorted(gold - valid)} that are not among the options "
+            f"{sorted(valid)}"
+        )
+    return gold
+
+
+def _gold_sets(name: str, solution, options, problem_id, n: int) -> list[set[str]]:
+    solutions = check_column(name, "solution", solution, n)
+    golds = []
+    for i in range(n):
+        try:
+            golds.append(gold_letter_set(solutions[i], options[i] if options is not None else None))
+        except ValueError as err:
+            raise RewardError(name, sample_name(i, problem_id), str(err)) from err
+    return golds
 
 
 @register_reward("tw_soft_mc")
@@ -47,77 +96,60 @@ def tw_soft_mc_reward(
     options: Sequence[Sequence[str] | None] | None = None,
     **kwargs: Any,
 ) -> list[float]:
-    """TW-GRPO soft multi-choice reward per completion (columns: ``solution``; optional ``options``, ``problem_id``)."""
-    n = len(completions)
-    solutions = check_column("tw_soft_mc", "solution", solution, n)
+    """TW-GRPO soft reward as the authors compute it (module table). Columns: ``solution``; optional
+    ``options`` (checks the gold letters), ``problem_id`` (names samples in errors)."""
+    golds = _gold_sets("tw_soft_mc", solution, options, problem_id, len(completions))
+    return [soft_choice_score(answer_set(completion_text(c)), g) for c, g in zip(completions, golds)]
+
+
+@register_reward("tw_exact_mc")
+def tw_exact_mc_reward(
+    completions: Sequence[Any],
+    solution: Sequence[Any] | None = None,
+    problem_id: Sequence[Any] | None = None,
+    options: Sequence[Sequence[str] | None] | None = None,
+    **kwargs: Any,
+) -> list[float]:
+    """Binary multi-answer reward: 1 iff the authors' reading gives exactly the gold set (``origin_accuracy``:
+    the soft reward with every value below 1 set to 0)."""
+    golds = _gold_sets("tw_exact_mc", solution, options, problem_id, len(completions))
+    return [1.0 if answer_set(completion_text(c)) == g else 0.0 for c, g in zip(completions, golds)]
+
+
+@register_reward("tw_soft_mc_lenient")
+def tw_soft_mc_lenient_reward(
+    completions: Sequence[Any],
+    solution: Sequence[Any] | None = None,
+    problem_id: Sequence[Any] | None = None,
+    options: Sequence[Sequence[str] | None] | None = None,
+    **kwargs: Any,
+) -> list[float]:
+    """Soft reward on a lenient reading (module table): not the authors'; for diagnosing parsing losses."""
+    golds = _gold_sets("tw_soft_mc_lenient", solution, options, problem_id, len(completions))
     rewards = []
-    for i, completion in enumerate(completions):
-        try:
-            valid = option_letters(options[i] if options is not None else None)
-            gold = extract_letter_set(gold_answer(solutions[i]), valid)
-        except (GoldError, ValueError) as err:
-            raise RewardError("tw_soft_mc", sample_name(i, problem_id), str(err)) from err
-        if not gold:
-            raise RewardError(
-                "tw_soft_mc", sample_name(i, problem_id), f"solution {solutions[i]!r} has no letter"
-            )
+    for i, (completion, gold) in enumerate(zip(completions, golds)):
+        valid = option_letters(options[i]) if options is not None else None
         pred = extract_letter_set(extract_answer(completion_text(completion)), valid)
         rewards.append(soft_choice_score(pred, gold))
     return rewards
 
 
-def negate_question(question: str) -> str | None:
-    """Negate the first auxiliary verb (``"What did he do?"`` -> ``"What didn't he do?"``); ``None`` if none."""
-    match = _AUXILIARY.search(question)
-    if match is None:
-        return None
-    word = match.group(1)
-    negated = NEGATIONS[word.lower()]
-    if word[0].isupper():
-        negated = negated[0].upper() + negated[1:]
-    return question[: match.start()] + negated + question[match.end() :]
+def eval_answer_text(output: str) -> str:
+    """What the authors' CLEVRER evaluation reads from an output: the first ``<answer>`` content, else letters
+    after "Answer:" (``"Answer: A, C"``), else ``""``."""
+    match = _FIRST_ANSWER.search(output)
+    if match:
+        return match.group(1).strip()
+    fallback = _EVAL_FALLBACK.search(output)
+    return fallback.group(1).strip() if fallback else ""
 
 
-def _option_texts(options: Sequence[str], record_id: Any) -> dict[str, str]:
-    texts = {}
-    for option in options:
-        match = _OPTION.match(option)
-        if match is None:
-            raise ValueError(f"record {record_id!r}: option {option!r} does not start with a letter label")
-        texts[match.group(1)] = match.group(2).strip()
-    return texts
+def score_multi_answer(output: str, gold: set[str]) -> dict[str, Any]:
+    """Score one evaluation output against a gold letter set as the authors' evaluation does.
 
-
-def invert_question(record: dict[str, Any], rng: random.Random, probability: float = 0.5) -> dict[str, Any]:
-    """Question-Answer Inversion of a single-answer multiple-choice record (Video-R1 schema), a new dict.
-
-    With probability ``probability`` (and a negatable question) the result has the negated ``problem``, shuffled
-    relabelled ``options``, ``solution`` ``"<answer>B, D</answer>"`` (sorted letters) and ``qa_inverted: True``;
-    otherwise a copy with ``qa_inverted: False``. Raises ``ValueError`` for a record that is not single-answer
-    multiple choice with at least two options.
+    Returns ``prediction`` (the extracted text), ``partial`` (the soft score of its answer set) and ``strict``
+    (``partial == 1``, i.e. exactly the gold set).
     """
-    record_id = record.get("problem_id")
-    if record.get("problem_type") != "multiple choice" or not record.get("options"):
-        raise ValueError(f"record {record_id!r}: QA inversion needs a multiple-choice record with options")
-    texts = _option_texts(record["options"], record_id)
-    gold = extract_letter_set(gold_answer(record["solution"]), set(texts))
-    if len(gold) != 1 or len(texts) < 2:
-        raise ValueError(f"record {record_id!r}: QA inversion needs one correct letter among >= 2 options")
-    result = dict(record, qa_inverted=False)
-    negated = negate_question(record["problem"])
-    if rng.random() >= probability or negated is None:
-        return result
-    (old_correct,) = gold
-    wrong = [letter for letter in sorted(texts) if letter != old_correct]
-    kept = rng.sample(wrong, rng.randint(1, len(wrong)))
-    pool = [(texts[old_correct], False)] + [(texts[letter], True) for letter in kept]
-    rng.shuffle(pool)
-    letters = [chr(ord("A") + k) for k in range(len(pool))]
-    new_correct = [letter for letter, (_, is_correct) in zip(letters, pool) if is_correct]
-    result.update(
-        problem=negated,
-        options=[f"{letter}. {text}" for letter, (text, _) in zip(letters, pool)],
-        solution=f"<answer>{', '.join(new_correct)}</answer>",
-        qa_inverted=True,
-    )
-    return result
+    extracted = eval_answer_text(output)
+    partial = soft_choice_score(answer_set(extracted), gold)
+    return {"prediction": extracted, "partial": partial, "strict": partial == 1.0}

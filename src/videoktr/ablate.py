@@ -153,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from videoktr.demo import evaluate_dir, make_data, make_model, quiet_libraries, run_sft_stage
+    from videoktr.eval.progress import ProgressReport
 
     quiet_libraries()
     console = Console()
@@ -170,15 +171,21 @@ def run(args: argparse.Namespace) -> int:
     sft = json.loads(sft_file.read_text())
     done_file = out / "runs.jsonl"
     rows = [json.loads(line) for line in done_file.read_text().splitlines()] if done_file.exists() else []
-    for seed in range(args.seeds):
-        for variant in variants:
-            if any(r["variant"] == variant["name"] and r["seed"] == seed for r in rows):
-                continue
+    planned = [(seed, variant) for seed in range(args.seeds) for variant in variants]
+    finished = {(r["variant"], r["seed"]) for r in rows}
+    todo = [(seed, v) for seed, v in planned if (v["name"], seed) not in finished]
+    # one line per finished run (runs done / total with the resumed ones, runs/s, time left): a live bar would
+    # collide with the training bars of each run
+    with ProgressReport(
+        "ablate", len(planned), len(planned) - len(todo), unit="runs", every_percent=0, interactive=False
+    ) as shown:
+        for seed, variant in todo:
             console.rule(f"{variant['name']} seed {seed}")
             row = run_variant(base, variant, seed, out, paths, sft_dir)
             rows.append(row)
             with open(done_file, "a") as f:
                 f.write(json.dumps(row) + "\n")
+            shown.advance(1)
     text = table(rows, [v["name"] for v in variants], sft)
     from videoktr.data.prompts import PROMPT_TEMPLATES
 

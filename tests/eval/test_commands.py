@@ -52,3 +52,35 @@ def test_missing_videos_refused_before_loading_model(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "3 of 4 videos are missing" not in err  # 4 items, 3 distinct files, all missing
     assert "4 of 4 videos are missing" in err and "fFjv93ACGo8.mp4" in err and "lmnoPQRstuv.mp4" in err
+
+
+def test_prompt_and_scorer_refused_before_the_model_load(tmp_path, capsys):
+    data = FIXTURES / "video_r1_synthetic.jsonl"
+    (tmp_path / "videos").mkdir()
+    for k in range(4):
+        (tmp_path / "videos" / f"syn-{k}.mp4").touch()
+    common = ["eval", "--model", str(tmp_path / "no_model"), "--bench", "video-r1", "--data", str(data),
+              "--video-root", str(tmp_path)]  # fmt: skip
+    assert main([*common, "--template", "benchmark"]) == 2
+    assert "has no prompt of its own" in capsys.readouterr().err
+    assert main([*common, "--template", "r1"]) == 2
+    assert "unknown --template 'r1'; valid: short, video-r1, benchmark" in capsys.readouterr().err
+
+
+def test_score_tempcompass_official_tables(tmp_path):
+    # every TempCompass task file in one flat file; answers: multi-choice right (A), yes/no right, caption wrong
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(
+        '{"id": "1034419625/action/multi-choice/0", "output": "A"}\n'
+        '{"id": "1034419625/action/yes_no/0", "output": "Yes."}\n'
+        '{"id": "1034419625/speed/caption_matching/0", "output": "Caption A"}\n'
+    )
+    out = tmp_path / "s.json"
+    assert main(["eval", "score", "--bench", "tempcompass", "--data", str(FIXTURES / "tempcompass_rows.jsonl"),
+                 "--predictions", str(preds), "--summary", str(out), "--scorer", "official"]) == 0  # fmt: skip
+    summary = json.loads(out.read_text())
+    assert summary["by_category"] == {
+        "task/caption_matching": 0.0, "task/multi-choice": 1.0, "task/yes_no": 1.0,
+        "task_dim/caption_matching/speed": 0.0, "task_dim/multi-choice/action": 1.0, "task_dim/yes_no/action": 1.0,
+    }  # fmt: skip
+    assert any("not an official figure" in note for note in summary["notes"])

@@ -25,7 +25,7 @@ class ProgressReport:
 
     ``total``: all units of the job; ``done``: units already finished before this run (resumed), shown as done
     but not used for the rate. ``interactive``: force the rich bar (True) or plain lines (False); default: the
-    bar when ``stream`` is a terminal.
+    bar when ``stream`` is a terminal. ``every_percent`` <= 0: a plain line after every :meth:`advance`.
     """
 
     def __init__(self, label: str, total: int, done: int = 0, *, unit: str = "items", every_percent: float = 5.0,
@@ -79,8 +79,14 @@ class ProgressReport:
 
     def _fields(self) -> dict[str, str]:
         rate = self.rate()
+        if not rate:
+            shown = f"- {self.unit}/s"
+        elif rate >= 0.1:
+            shown = f"{rate:.2f} {self.unit}/s"
+        else:  # slow units (an ablation run): seconds per unit reads better than 0.00/s
+            shown = f"{1 / rate:.0f} s per {self.unit.rstrip('s')}"
         return {
-            "rate": f"{rate:.2f} {self.unit}/s" if rate else f"- {self.unit}/s",
+            "rate": shown,
             "fails": f"{self.failures} failures",
         }
 
@@ -102,7 +108,7 @@ class ProgressReport:
         if self._bar is not None:
             self._bar.update(self._task, completed=self.done, **self._fields())
             return
-        if self._percent() >= self._next_percent or self.done >= self.total:
-            while self._next_percent <= self._percent():
+        if self.every <= 0 or self._percent() >= self._next_percent or self.done >= self.total:
+            while 0 < self.every and self._next_percent <= self._percent():
                 self._next_percent += self.every
             self._line()

@@ -70,7 +70,7 @@ def test_cli_eval_resumes_and_scores(tiny_model_dir, tiny_bench, tmp_path, capsy
 
 
 def test_sampling_parameters_are_explicit_and_override_the_checkpoint(tiny_model_dir):
-    """A checkpoint's generation_config (Qwen2.5-VL ships top_k 1, repetition_penalty 1.05) and generate's top-k 50
+    """A checkpoint's generation_config (here top_k 1, min_p 0.3, repetition_penalty 1.05) and generate's top-k 50
     fallback must not decide sampling: the resolved config is exactly the one asked for."""
     from videoktr.eval.backends import HFBackend
     from videoktr.models.tiny import load_model_and_processor

@@ -25,7 +25,7 @@ class HFBackend:
 
     def _generate_kwargs(self) -> dict[str, Any]:
         """Every sampling parameter explicit, so neither ``generate``'s fallbacks (top_k 50) nor a checkpoint's
-        ``generation_config.json`` (Qwen2.5-VL ships top_k 1, repetition_penalty 1.05) decide them."""
+        ``generation_config.json`` (which may set top_k, repetition_penalty...) decide them."""
         g = self.generation
         common = {"max_new_tokens": g.max_new_tokens, "repetition_penalty": g.repetition_penalty}
         if g.temperature == 0:

@@ -392,7 +392,7 @@ def load_mmvu(path: Path) -> list[BenchItem]:
     return items
 
 
-# Video-MME's prompt without subtitles (its README; lmms-eval's videomme task uses the same wording)
+# Video-MME's prompt for the subtitle-free setting (its README, "Evaluation Pipeline")
 _VIDEOMME_PROMPT = (
     "Select the best answer to the following multiple-choice question based on the video. Respond with only the "
     "letter (A, B, C, or D) of the correct option.\n{question}\n{options}\nThe best answer is:"

@@ -288,3 +288,22 @@ def test_regression_exact_answer_is_correct():
     for scorer in ("video-r1", "official", "lenient"):
         fields = score_item(item, "<answer>0</answer>", scorer)
         assert fields["correct"] and fields["score"] == 1.0 and fields["metric"] == "mra"
+
+
+def test_registries_list_what_can_be_chosen():
+    from videoktr.eval.scorers import OFFICIAL, SCORERS
+    from videoktr.eval.scorers.video_r1 import VIDEO_R1_RULES
+
+    assert SCORERS.names() == ["lenient", "official", "video-r1"]
+    assert OFFICIAL.names() == ["mmvu", "tempcompass", "video-holmes", "video-r1", "videomme", "videommmu"]
+    assert VIDEO_R1_RULES.names() == ["multiple choice", "numerical", "regression"]
+
+
+def test_benchmark_prompt_of_video_holmes():
+    from videoktr.eval.runner import question_text
+
+    item = _item("video-holmes", "video_holmes_official.json", "vh001_2")
+    prompt = question_text(item, "benchmark")
+    assert prompt.startswith("Based on the given video, reason and answer the single-choice question.")
+    assert "The options are: A: The door opens, B: The light goes out, C: A phone rings" in prompt
+    assert "Options:\nA. The door opens" in question_text(item, "video-r1")

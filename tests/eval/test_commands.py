@@ -64,7 +64,8 @@ def test_prompt_and_scorer_refused_before_the_model_load(tmp_path, capsys):
     assert main([*common, "--template", "benchmark"]) == 2
     assert "has no prompt of its own" in capsys.readouterr().err
     assert main([*common, "--template", "r1"]) == 2
-    assert "unknown --template 'r1'; valid: short, video-r1, benchmark" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown --template 'r1'; valid: short" in err and err.rstrip().endswith(", benchmark")
 
 
 def test_score_tempcompass_official_tables(tmp_path):

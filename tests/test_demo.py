@@ -47,7 +47,9 @@ def test_demo_writes_results_report_and_plots(demo_dir):
     assert (demo_dir / "rl_reward.png").stat().st_size > 0
     assert (demo_dir / "report.html").is_file()
     # each recorded RL completion carries its per-signal masks
-    first = json.loads((demo_dir / "rl" / "selections.jsonl").read_text().splitlines()[0])
+    records = [json.loads(line) for line in (demo_dir / "rl" / "selection.jsonl").read_text().splitlines()]
+    assert records and all(r["version"] == 1 for r in records)
+    first = next(r for r in records if not r["skipped"])
     assert set(first["masks"]) == {"visual", "temporal", "entropy"}
 
 

@@ -234,7 +234,7 @@ def rl_recipe(cfg: DemoConfig, out: Path, paths: dict[str, Path], sft_dir: Path)
         use_cpu=True,
         bf16=False,
         length_bonus=False,  # completions here are ~40 tokens; the 320..512-token bonus could never apply
-        log_selected_examples=cfg.rl_prompts * cfg.num_generations,
+        log_selected_examples=-1,  # every row's selection -> rl/selection.jsonl (read by the attribution table)
         lr_scheduler_type="constant",
         gradient_checkpointing=False,  # TRL defaults to True; recomputation only costs time on a tiny model
         disable_tqdm=False,
@@ -319,9 +319,6 @@ def run_rl_stage(cfg: DemoConfig, out: Path, paths: dict[str, Path], sft_dir: Pa
     trainer.save_model(str(out / "rl"))
     trainer.processing_class.save_pretrained(str(out / "rl"))
     (out / "rl" / "log_history.json").write_text(json.dumps(trainer.state.log_history))
-    with open(out / "rl" / "selections.jsonl", "w") as f:
-        for record in trainer.selection_records:
-            f.write(json.dumps(record) + "\n")
     return trainer, budget.stopped_early
 
 
@@ -333,7 +330,11 @@ def attribution(trainer, records_limit: int = 4000) -> tuple[dict[str, Any], lis
 
     tokenizer = trainer.processing_class.tokenizer
     records_list, labels = [], []
-    for row in trainer.selection_records[-records_limit:]:
+    from videoktr.training.selection import SELECTION_FILE, read_selection_records
+
+    path = Path(trainer.args.output_dir) / SELECTION_FILE
+    rows = [r for r in read_selection_records(path) if not r["skipped"]] if path.is_file() else []
+    for row in rows[-records_limit:]:
         pieces = pieces_from_ids(tokenizer, row["completion_ids"])
         records = token_records(pieces, row["masks"], row["scores"], union=row["union"])
         records_list.append(records)

@@ -18,8 +18,26 @@ def test_defaults_are_valid_and_derive_the_trl_loss_type(tmp_path):
     assert isinstance(cfg, KTRConfig)
     assert cfg.method == "ktr" and cfg.selection_signals == ["visual", "temporal", "entropy"]
     assert cfg.loss_type == "grpo"  # aggregation seq-mean-token-mean -> TRL's per-sequence mean
-    assert config(tmp_path, aggregation="token-mean").loss_type == "dapo"
+    assert config(tmp_path, aggregation="token-mean").loss_type == "bnpo"
+    assert config(tmp_path, aggregation="token-mean-global").loss_type == "dapo"
     assert config(tmp_path, aggregation="seq-mean-token-sum-norm").loss_type == "dr_grpo"
+
+
+@pytest.mark.parametrize(
+    "loss_type, aggregation",
+    [
+        ("grpo", "seq-mean-token-mean"),
+        ("bnpo", "token-mean"),
+        ("dapo", "token-mean-global"),
+        ("dr_grpo", "seq-mean-token-sum-norm"),
+    ],
+)
+def test_loss_type_alone_sets_the_aggregation(tmp_path, loss_type, aggregation):
+    # one source of truth: TRL's loss_type is honoured, never overwritten by the aggregation default
+    cfg = config(tmp_path, loss_type=loss_type)
+    assert (cfg.aggregation, cfg.loss_type) == (aggregation, loss_type)
+    both = config(tmp_path, loss_type=loss_type, aggregation=aggregation)
+    assert (both.aggregation, both.loss_type) == (aggregation, loss_type)
     assert cfg.use_bias_correction_kl is False  # plain k3 KL (METHOD 3), unlike TRL's default
 
 
@@ -51,6 +69,22 @@ def test_defaults_are_valid_and_derive_the_trl_loss_type(tmp_path):
             r"importance_sampling_level='sequence' .*leave it at 'token'",
         ),
         ({"entropy_coef": 0.01}, r"entropy_coef=0.01 .*does not implement"),
+        # loss_type and aggregation are one setting; TRL loss types our loss does not implement are refused
+        ({"loss_type": "cispo"}, r"loss_type='cispo' is not implemented.*grpo, bnpo, dapo, dr_grpo"),
+        (
+            {"loss_type": "dapo", "aggregation": "seq-mean-token-mean"},
+            r"aggregation='seq-mean-token-mean' and loss_type='dapo' disagree",
+        ),
+        ({"use_vllm": True}, r"use_vllm=True is refused: TRL 1.16 hands vLLM only images.*use_vllm: false"),
+        (
+            {"use_transformers_continuous_batching": True},
+            r"use_transformers_continuous_batching=True is refused",
+        ),
+        (
+            {"aggregation": "token-mean-global", "ktr_denominator": "selected"},
+            r"token-mean-global.*ktr_denominator: selected",
+        ),
+        ({"ktr_perturbation_draw": "batch"}, r"ktr_perturbation_draw='batch'.*prompt, row"),
     ],
 )
 def test_impossible_combinations_are_refused(tmp_path, fields, message):

@@ -121,6 +121,21 @@ def grpo_reference(video_batch):
     return off_policy, loss, grads
 
 
+def _select(trainer, batch, **fields):
+    """``batch`` with the selection of ``fields`` (KTRConfig fields) attached, as the rollout attaches it."""
+    args = trainer.args
+    saved = {name: getattr(args, name) for name in fields}
+    out = {k: v for k, v in batch.items() if not k.startswith("ktr_token_")}
+    try:
+        for name, value in fields.items():
+            setattr(args, name, value)
+        trainer._attach_selection(out, trainer._batch_video(out))
+    finally:
+        for name, value in saved.items():
+            setattr(args, name, value)
+    return out
+
+
 @pytest.mark.parametrize(
     "fractions",
     [
@@ -133,33 +148,36 @@ def grpo_reference(video_batch):
 def test_ktr_with_a_full_fraction_equals_grpo_bit_for_bit(video_batch, grpo_reference, fractions):
     trainer, _ = video_batch
     off_policy, grpo_loss, grpo_grads = grpo_reference
-    args = trainer.args
-    saved = (args.method, args.ktr_visual_fraction, args.ktr_temporal_fraction, args.ktr_entropy_fraction)
-    try:
-        args.method = "ktr"
-        args.ktr_visual_fraction = fractions["visual"]
-        args.ktr_temporal_fraction = fractions["temporal"]
-        args.ktr_entropy_fraction = fractions["entropy"]
-        ktr_loss, ktr_grads = _loss_and_grads(trainer, off_policy)
-    finally:
-        args.method, args.ktr_visual_fraction, args.ktr_temporal_fraction, args.ktr_entropy_fraction = saved
+    selected = _select(
+        trainer,
+        off_policy,
+        method="ktr",
+        ktr_visual_fraction=fractions["visual"],
+        ktr_temporal_fraction=fractions["temporal"],
+        ktr_entropy_fraction=fractions["entropy"],
+    )
     assert trainer._metrics["train"]["ktr/selected_frac/union"][-1] == 1.0
+    assert torch.equal(selected["ktr_token_mask"], selected["completion_mask"].bool())
+    ktr_loss, ktr_grads = _loss_and_grads(trainer, selected)
     assert torch.equal(ktr_loss, grpo_loss)
     assert grpo_grads.keys() == ktr_grads.keys()
     assert all(torch.equal(ktr_grads[n], grpo_grads[n]) for n in grpo_grads)
 
 
 def _temporal_selection(trainer, batch, fraction):
-    args = trainer.args
-    saved = (args.method, args.ktr_signals, args.ktr_temporal_fraction, args.log_selected_examples)
-    trainer.selection_records.clear()
-    try:
-        args.method, args.ktr_signals, args.ktr_temporal_fraction = "ktr", ["temporal"], fraction
-        args.log_selected_examples = batch["completion_ids"].size(0)
-        trainer._compute_loss(trainer.model, batch)
-    finally:
-        args.method, args.ktr_signals, args.ktr_temporal_fraction, args.log_selected_examples = saved
-    return [r["masks"]["temporal"] for r in trainer.selection_records]
+    from videoktr.training.selection import read_selection_records
+
+    path = trainer.args.output_dir + "/selection.jsonl"
+    open(path, "w").close()
+    _select(
+        trainer,
+        batch,
+        method="ktr",
+        ktr_signals=["temporal"],
+        ktr_temporal_fraction=fraction,
+        log_selected_examples=-1,
+    )
+    return [r["masks"]["temporal"] for r in read_selection_records(path)]
 
 
 def _moving_rows(batch):
@@ -174,6 +192,7 @@ def test_temporal_fraction_one_keeps_every_valid_token(video_batch):
     # METHOD 2: r = 1 for a signal selects every valid token, even of a video whose temporal patches are identical.
     trainer, batch = video_batch
     masks = _temporal_selection(trainer, batch, 1.0)
+    assert len(masks) == batch["completion_ids"].size(0)
     assert all(all(m) for m in masks)
     assert trainer._metrics["train"]["ktr/selected_frac/temporal"][-1] == pytest.approx(1.0)
 

@@ -11,6 +11,7 @@ with per-row ``pixel_values_videos`` (list of N tensors), ``video_grid_thw`` (N,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -51,6 +52,19 @@ class QwenVLForwards:
 
         return tuple(encode_videos(model, torch.cat(pixel_rows, dim=0), grid, dedupe=True))
 
+    def positions(self, model, input_ids, video: dict, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(3, N, L) M-RoPE position ids of ``input_ids`` with ``attention_mask`` (kept by the ``drop`` pass)."""
+        from videoktr.models.qwen2_5_vl import find_vl_model
+
+        position_ids, _ = find_vl_model(model).get_rope_index(
+            input_ids,
+            mm_token_type_ids=self.mm_token_type_ids(input_ids),
+            video_grid_thw=video["video_grid_thw"],
+            second_per_grid_ts=video["second_per_grid_ts"],
+            attention_mask=attention_mask,
+        )
+        return position_ids
+
     def _video_inputs(self, input_ids, video, features) -> dict[str, Any]:
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
@@ -75,12 +89,14 @@ class QwenVLForwards:
         features: tuple[torch.Tensor, ...] | None = None,
         batch_size: int | None = None,
         compute_entropy: bool = False,
-        autocast: AbstractContextManager | None = None,
+        autocast: Callable[[], AbstractContextManager] | None = None,
+        keep_positions: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Log-probs (N, T) of the completion tokens (and entropies (N, T)) with the video in the forward.
 
-        ``features``: per-row vision features to use instead of running the vision tower. ``autocast``: a context
-        manager entered around each forward (the accelerator's autocast).
+        ``features``: per-row vision features to use instead of running the vision tower. ``autocast``: a function
+        returning the context manager entered around each forward (``accelerator.autocast``). ``keep_positions``: (N, L) attention
+        mask whose M-RoPE positions are used (``attention_mask`` then only masks attention, e.g. ``drop``).
         """
         batch_size = batch_size or input_ids.size(0)
         logps, entropies = [], []
@@ -97,9 +113,13 @@ class QwenVLForwards:
                 "attention_mask": attention_mask[rows],
                 **self._video_inputs(input_ids[rows], part, None if features is None else features[rows]),
             }
+            if keep_positions is not None:
+                model_inputs["position_ids"] = self.positions(
+                    model, input_ids[rows], part, keep_positions[rows]
+                )
             labels = model_inputs["input_ids"].masked_fill(model_inputs["attention_mask"] == 0, -100)
             labels[:, :-logits_to_keep] = -100
-            with autocast or nullcontext():
+            with autocast() if autocast is not None else nullcontext():
                 outputs = model(**model_inputs, labels=labels, fused_lm_head=True)
             logps.append(outputs.log_probs[:, -logits_to_keep:])
             if compute_entropy:
@@ -117,9 +137,11 @@ class QwenVLForwards:
         features: tuple[torch.Tensor, ...] | None,
         image_kwargs: dict | None = None,
         temperature: float = 1.0,
-        autocast: AbstractContextManager | None = None,
+        autocast: Callable[[], AbstractContextManager] | None = None,
+        keep_positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(N, T, V) float32 temperature-scaled logits of the completion positions (no grad)."""
+        """(N, T, V) float32 temperature-scaled logits of the completion positions (no grad); ``keep_positions``
+        as in :meth:`token_logps`."""
         model_inputs = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
@@ -127,10 +149,12 @@ class QwenVLForwards:
         }
         if video is not None:
             model_inputs.update(self._video_inputs(input_ids, video, features))
+            if keep_positions is not None:
+                model_inputs["position_ids"] = self.positions(model, input_ids, video, keep_positions)
         else:
             model_inputs.update(
                 {k: v for k, v in (image_kwargs or {}).items() if v is not None and k != "num_images"}
             )
-        with torch.no_grad(), autocast or nullcontext():
+        with torch.no_grad(), autocast() if autocast is not None else nullcontext():
             logits = model(**model_inputs).logits[:, :-1]
         return logits.float() / temperature

@@ -17,10 +17,28 @@ VISUAL_PERTURBATIONS = ("zero", "half", "replace", "drop")
 TEMPORAL_PERTURBATIONS = ("shuffle", "reverse", "segment_shuffle")
 DISTANCES = ("logprob", "l1", "l2", "kl", "jsd", "cosine", "hellinger")
 WEIGHTINGS = ("binary", "softmax", "sigmoid", "linear", "exponential")
-AGGREGATIONS = {  # our name -> TRL loss_type with the same normalisation (used for TRL's own bookkeeping)
+AGGREGATIONS = {  # our name -> the TRL loss_type with the same normalisation (one source of truth, both ways)
     "seq-mean-token-mean": "grpo",
-    "token-mean": "dapo",
+    "token-mean": "bnpo",
+    "token-mean-global": "dapo",
     "seq-mean-token-sum-norm": "dr_grpo",
+}
+LOSS_TYPES = {trl: ours for ours, trl in AGGREGATIONS.items()}
+
+# TRL GRPOConfig options KTRTrainer cannot honour, refused before the model loads: field -> (allowed value, why).
+TRL_OPTIONS_REFUSED = {
+    "use_vllm": (
+        False,
+        "TRL 1.16 hands vLLM only images, so video rollouts would see video placeholder tokens without the video "
+        "(and the loss does not apply vLLM's importance-sampling ratio); generate with transformers "
+        "(use_vllm: false) until video vLLM rollouts exist",
+    ),
+    "use_transformers_continuous_batching": (
+        False,
+        "continuous batching generates from token ids only, without the video; set it to false",
+    ),
+    "use_liger_kernel": (False, "the Liger GRPO loss replaces KTRTrainer's masked loss; set it to false"),
+    "sync_ref_model": (False, "not implemented by KTRTrainer; set it to false"),
 }
 
 # TRL GRPOConfig fields read only by TRL's own loss, which KTRTrainer replaces: a non-default value would be ignored.
@@ -149,11 +167,30 @@ class KTRConfig(GRPOConfig):
             "help": "Gate the KL term by the key-token mask too (authors' code); paper: KL on every token."
         },
     )
-    aggregation: str = field(
-        default="seq-mean-token-mean",
+    loss_type: str | None = field(
+        default=None,
         metadata={
-            "help": "Loss aggregation: 'seq-mean-token-mean' (paper eq. 1-2), 'token-mean' (DAPO), "
+            "help": "TRL's name for the aggregation (one source of truth with `aggregation`; set either): grpo = "
+            "seq-mean-token-mean, bnpo = token-mean, dapo = token-mean-global, dr_grpo = seq-mean-token-sum-norm. "
+            "TRL's other loss types (cispo, sapo, luspo, vespo) are refused: KTRTrainer's loss does not implement "
+            "them."
+        },
+    )
+    aggregation: str | None = field(
+        default=None,
+        metadata={
+            "help": "Loss aggregation (default seq-mean-token-mean, or the one loss_type names): "
+            "'seq-mean-token-mean' (paper eq. 1-2, TRL grpo), 'token-mean' (over the micro-batch's tokens, TRL "
+            "bnpo), 'token-mean-global' (over the tokens of the whole accumulated batch of every process, TRL dapo), "
             "'seq-mean-token-sum-norm' (Dr. GRPO: divide by rows * max_completion_length)."
+        },
+    )
+    ktr_perturbation_draw: str = field(
+        default="prompt",
+        metadata={
+            "help": "How often the random feature perturbations (shuffle, segment_shuffle, half, replace) are drawn: "
+            "'prompt' (one draw shared by the G completions of a prompt, the authors' choice) or 'row' (a new "
+            "draw for every completion)."
         },
     )
     use_bias_correction_kl: bool = field(
@@ -215,6 +252,9 @@ class KTRConfig(GRPOConfig):
     video_max_frames: int = field(
         default=64, metadata={"help": "Upper bound on frames when sampling by fps."}
     )
+    video_min_frames: int = field(
+        default=4, metadata={"help": "Lower bound on frames when sampling by fps (the authors' rule: 4)."}
+    )
     video_min_pixels: int | None = field(
         default=None, metadata={"help": "Minimum pixels per frame (processor)."}
     )
@@ -228,16 +268,34 @@ class KTRConfig(GRPOConfig):
     log_selected_examples: int = field(
         default=0,
         metadata={
-            "help": "Every logging step, store this many completions with their selected tokens marked."
+            "help": "Rows per generation batch whose selection (scores, masks, union, advantage) is appended to "
+            "output_dir/selection.jsonl: -1 = every row, n > 0 = the first n rows of each process, 0 = none. "
+            "Format: docs/metrics.md."
         },
     )
 
     def __post_init__(self):
-        # Derived before TRL's checks: loss_type mirrors our aggregation so TRL's bookkeeping matches.
-        _choice("aggregation", self.aggregation, AGGREGATIONS)
-        self.loss_type = AGGREGATIONS[self.aggregation]
+        self._resolve_aggregation()
         super().__post_init__()
         self._validate_ktr()
+
+    def _resolve_aggregation(self) -> None:
+        """``aggregation`` and TRL's ``loss_type`` name one thing: derive one from the other, refuse a conflict."""
+        if self.loss_type is not None and self.loss_type not in LOSS_TYPES:
+            raise ValueError(
+                f"loss_type={self.loss_type!r} is not implemented by KTRTrainer's loss; choose one of "
+                f"{', '.join(LOSS_TYPES)} (or set aggregation: {', '.join(AGGREGATIONS)})"
+            )
+        if self.aggregation is not None:
+            _choice("aggregation", self.aggregation, AGGREGATIONS)
+        if self.aggregation is None:
+            self.aggregation = LOSS_TYPES.get(self.loss_type or "grpo")
+        elif self.loss_type is not None and AGGREGATIONS[self.aggregation] != self.loss_type:
+            raise ValueError(
+                f"aggregation={self.aggregation!r} and loss_type={self.loss_type!r} disagree (aggregation "
+                f"{self.aggregation} is TRL's {AGGREGATIONS[self.aggregation]}); set only one of them"
+            )
+        self.loss_type = AGGREGATIONS[self.aggregation]
 
     # kept separate so __post_init__ stays readable
     def _validate_ktr(self) -> None:
@@ -250,6 +308,15 @@ class KTRConfig(GRPOConfig):
         _choice("ktr_distance", self.ktr_distance, DISTANCES)
         _choice("ktr_weighting", self.ktr_weighting, WEIGHTINGS)
         _choice("ktr_denominator", self.ktr_denominator, ("valid", "selected"))
+        _choice("ktr_perturbation_draw", self.ktr_perturbation_draw, ("prompt", "row"))
+        for name, (allowed, why) in TRL_OPTIONS_REFUSED.items():
+            if getattr(self, name, allowed) != allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} is refused: {why}")
+        if self.aggregation == "token-mean-global" and self.ktr_denominator == "selected":
+            raise ValueError(
+                "aggregation token-mean-global (TRL dapo) normalises by the valid tokens of the accumulated batch; "
+                "with ktr_denominator: selected use aggregation: token-mean or seq-mean-token-mean"
+            )
         if isinstance(self.ktr_signals, str):
             self.ktr_signals = [s.strip() for s in self.ktr_signals.split(",") if s.strip()]
         for signal in self.ktr_signals:
@@ -301,6 +368,7 @@ class KTRConfig(GRPOConfig):
             num_frames=self.video_frames,
             fps=self.video_fps,
             max_frames=self.video_max_frames,
+            min_frames=self.video_min_frames,
             min_pixels=self.video_min_pixels,
             max_pixels=self.video_max_pixels,
         )

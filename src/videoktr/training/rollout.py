@@ -84,6 +84,7 @@ class RolloutVideoMixin:
         num_generations = self.num_generations if self.model.training else self.num_generations_eval
         rows = torch.arange(start, start + n_local, device=output["completion_ids"].device)
         output["group_ids"] = rows // num_generations
+        rows_video = None
         if video is not None:
             device = self.accelerator.device
             output["pixel_values_videos"] = [r.to(device) for r in video["pixel_values_videos"]]
@@ -91,6 +92,9 @@ class RolloutVideoMixin:
             output["second_per_grid_ts"] = video["second_per_grid_ts"].to(device)
             if self.args.method == "ktr" and self.args.ktr_temporal_level == "frame":
                 output["pixel_values_videos_shuffled"] = self._frame_shuffled_pixels(video)
+            rows_video = self._batch_video(output)
+        # Selection over whole groups, before TRL shuffles and splits the generation batch (training/selection.py).
+        self._attach_selection(output, rows_video)
         return output
 
     def _frame_shuffled_pixels(self, video: dict) -> list[torch.Tensor]:

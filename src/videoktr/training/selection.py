@@ -1,164 +1,343 @@
-"""Key-token selection and TW-GRPO weights of ``KTRTrainer`` (METHOD 1-2, 5): the attribution passes on the
-policy's own vision features, the top-fraction masks per signal and scope, and the selection records.
+"""Key-token selection and TW-GRPO weights of ``KTRTrainer`` (METHOD 1-2, 5), computed on whole groups.
+
+Where: at the end of the rollout (``_generate_and_score_completions``), on each process's whole *generation batch*
+(``per_device_train_batch_size * steps_per_generation`` rows, B prompts x G completions, groups contiguous), BEFORE
+TRL shuffles it and splits it into micro-batches. The result is one ``(N, T)`` tensor per row,
+``ktr_token_mask`` (binary) or ``ktr_token_weights`` (soft / TW-GRPO), which TRL's shuffle and split carry with
+the row; ``_compute_loss`` only reads it. So ``ktr_scope: group`` sees all G completions of a prompt and
+TW-GRPO's divergence is taken over the whole group, whatever the accumulation, ``steps_per_generation``,
+``num_iterations`` or number of processes. ``batch`` scope is the generation batch of every process (one
+threshold, gathered with a collective).
+
+Scores use the policy that sampled the batch (no gradient): the full-video log-probs / entropies and the perturbed
+passes share one vision pass. With ``num_iterations > 1`` or ``steps_per_generation > gradient_accumulation_steps``
+the selection is made once per sample, by that policy.
+
+Rows of a group whose advantages are all exactly 0 get no policy gradient whatever their mask; their attribution
+passes are skipped when that is exact: scope ``group`` or ``sequence`` (a ``batch`` threshold depends on every row),
+the KL not gated by the mask (``ktr_mask_kl`` false or ``beta`` 0), and not ``aggregation: token-mean`` with
+``ktr_denominator: selected`` (there the selected-token count of every row normalises the loss).
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import torch
 
 from videoktr import core
 from videoktr.core.perturbations import TEMPORAL_PERTURBATIONS, VISUAL_PERTURBATIONS, apply_perturbation
+from videoktr.errors import UserError
+
+SELECTION_RECORD_VERSION = 1
+SELECTION_FILE = "selection.jsonl"
+
+
+def read_selection_records(path: str | Path) -> list[dict]:
+    """The records of a ``selection.jsonl`` (format in docs/metrics.md)."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def take_rows(video: dict, rows: torch.Tensor) -> dict:
+    """The per-row video fields of ``rows`` (1-D long index)."""
+    idx = rows.tolist()
+    out = {}
+    for key, value in video.items():
+        out[key] = [value[i] for i in idx] if isinstance(value, list) else value[rows]
+    return out
 
 
 class SelectionMixin:
-    """Token masks / weights for the loss (mixed into ``KTRTrainer``)."""
+    """Token masks / weights over whole groups, attached to the generation batch (mixed into ``KTRTrainer``)."""
 
-    def _token_selection(self, model, forward, inputs, video, features, image_kwargs, logp, entropy, valid):
-        """Returns (token_mask (N, T) bool | None, token_weights (N, T) | None, metrics dict)."""
+    # ------------------------------------------------------------------------------------------ entry point
+    def _attach_selection(self, output: dict, video: dict | None) -> None:
+        """Add ``ktr_token_mask`` or ``ktr_token_weights`` (N, T) to the generation batch ``output``."""
         args = self.args
-        metrics: dict[str, float] = {}
-        if args.method == "tw_grpo":
-            logits = self._full_logits(model, **forward, video=video, features=features, **image_kwargs)
-            weights = self._per_group(
-                inputs["group_ids"],
-                lambda rows: core.tw_token_weights(
-                    logits[rows], valid[rows], group_size=len(rows), alpha=args.tw_alpha
-                ),
-                valid,
-                dtype=logits.dtype,
+        if args.method not in ("ktr", "entropy", "tw_grpo"):
+            return
+        if args.method != "tw_grpo" and not args.selection_signals:
+            return
+        mode = "train" if self.model.training else "eval"
+        group = self.num_generations if mode == "train" else self.num_generations_eval
+        n_rows = output["completion_ids"].size(0)
+        if n_rows % group:
+            raise UserError(
+                f"this process's generation batch has {n_rows} rows, not whole groups of num_generations={group}; "
+                "make per_device_train_batch_size * steps_per_generation a multiple of num_generations"
             )
-            metrics["tw/weight_mean"] = (weights[valid].mean().item()) if valid.any() else float("nan")
-            return None, weights, metrics
+        valid = output["completion_mask"].bool()
+        if "tool_mask" in output:
+            valid = valid & output["tool_mask"].bool()
+        active = self._rows_to_score(output["advantages"], group)
+        forward = {
+            "input_ids": torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1),
+            "attention_mask": torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1),
+            "logits_to_keep": output["completion_ids"].size(1),
+        }
+        if video is None and args.method != "entropy" and args.selection_signals != ["entropy"]:
+            raise UserError(
+                f"method={args.method!r} with signals {args.selection_signals} needs video prompts; "
+                "this batch has none (set ktr_signals: [entropy] for image or text data)"
+            )
+        self._metrics[mode]["ktr/skipped_frac"].append(self._gathered_mean(1.0 - active.float().mean()))
+        with torch.no_grad():
+            if args.method == "tw_grpo":
+                output["ktr_token_weights"] = self._tw_weights(forward, video, valid, active, group, mode)
+                return
+            self._key_tokens(output, forward, video, valid, active, group, mode)
+
+    def _rows_to_score(self, advantages: torch.Tensor, group: int) -> torch.Tensor:
+        """(N,) bool: rows whose attribution is computed (all, or those of groups with a non-zero advantage)."""
+        args = self.args
+        exact = (
+            args.selection_scope != "batch"
+            and not (args.ktr_mask_kl and self.beta != 0.0)
+            and not (args.aggregation == "token-mean" and args.ktr_denominator == "selected")
+        )
+        moving = (advantages.view(-1, group) != 0).any(dim=1).repeat_interleave(group)
+        return moving if exact else torch.ones_like(moving)
+
+    def _gathered_mean(self, value: torch.Tensor) -> float:
+        value = torch.as_tensor(value, dtype=torch.float32, device=self.accelerator.device).reshape(1)
+        return self.accelerator.gather(value).mean().item()
+
+    # ------------------------------------------------------------------------------------------- key tokens
+    def _key_tokens(self, output, forward, video, valid, active, group, mode) -> None:
+        args = self.args
+        rows = active.nonzero(as_tuple=True)[0]
+        if rows.numel() == 0:  # every group of this batch has zero advantages: nothing to score
+            output["ktr_token_mask"] = torch.zeros_like(valid)
+            if mode == "train":
+                self._write_selection(output, valid, rows, None, {}, {}, group)
+            return
+        sub = {k: v[rows] if k != "logits_to_keep" else v for k, v in forward.items()}
+        sub_video = take_rows(video, rows) if video is not None else None
+        sub_valid = valid[rows]
         signals = args.selection_signals
-        if not signals:
-            return None, None, metrics
-        scores = {"entropy": entropy} if "entropy" in signals else {}
-        signal_valid = {}
+        scores, signal_valid = self._signal_scores(output, sub, sub_video, sub_valid, rows, group)
+        mask = torch.zeros_like(valid)
+        if args.ktr_weighting != "binary":
+            combined = torch.stack([_row_minmax(scores[s], sub_valid) for s in signals]).amax(dim=0)
+            weights = torch.zeros(valid.shape, dtype=torch.float32, device=valid.device)
+            if rows.numel():
+                weights[rows] = core.soft_token_weights(combined, sub_valid, args.ktr_weighting).float()
+            output["ktr_token_weights"] = weights
+            return
+        fractions = {s: args.selection_fractions[s] for s in signals}
+        union, per_signal = core.key_token_mask(
+            scores,
+            sub_valid,
+            fractions,
+            scope=args.selection_scope,
+            group_size=group,
+            combine=args.ktr_combine,
+            signal_valid=signal_valid,
+        )
+        mask[rows] = union & sub_valid
+        output["ktr_token_mask"] = mask
+        metrics = core.selection_metrics(mask[rows], per_signal, sub_valid, scores, combine=args.ktr_combine)
+        for name, value in metrics.items():
+            self._metrics[mode][name].append(self._gathered_mean(torch.tensor(value)))
+        if mode == "train":
+            self._write_selection(output, valid, rows, union, per_signal, scores, group)
+
+    def _signal_scores(self, output, forward, video, valid, rows, group):
+        """Scores (n, T) per signal for the ``n`` scored rows and the tokens each signal may select."""
+        args = self.args
+        signals = args.selection_signals
+        features = None
+        if video is not None:
+            features = self._video_features(self.model, video["pixel_values_videos"], video["video_grid_thw"])
+        image_kwargs = self._image_kwargs(output, rows) if video is None else {}
+        logp, entropy, _ = self._get_per_token_logps_and_entropies(
+            self.model,
+            forward["input_ids"],
+            forward["attention_mask"],
+            forward["logits_to_keep"],
+            batch_size=self.args.per_device_train_batch_size,
+            compute_entropy="entropy" in signals,
+            video=video,
+            video_features=features,
+            **image_kwargs,
+        )
+        scores, signal_valid = {}, {}
+        if "entropy" in signals:
+            scores["entropy"] = entropy
         for kind in ("visual", "temporal"):
             if kind not in signals:
                 continue
-            if video is None:
-                if kind == "temporal":
-                    raise ValueError(
-                        "the temporal signal needs video inputs; drop 'temporal' from ktr_signals"
-                    )
-                raise ValueError("the visual signal is computed for video prompts; this batch has none")
-            shifted, rows_ok = self._perturbed_score(model, forward, video, features, kind, logp)
+            shifted, rows_ok = self._perturbed_score(forward, video, features, kind, logp, group)
             scores[kind] = shifted
             # A token the perturbation did not move at all (|shift| == 0, e.g. a video whose temporal patches are
-            # identical) carries no signal: for a top fraction below 1 it is not a candidate, so a threshold that
-            # lands on 0 does not "keep the ties" of every unmoved token. r = 1 keeps every valid token (METHOD 2).
+            # identical) carries no signal: below r = 1 it is not a candidate, so a threshold that lands on 0 does
+            # not "keep the ties" of every unmoved token. r = 1 keeps every valid token (METHOD 2).
             candidates = valid & rows_ok.unsqueeze(1)
             if not args.ktr_signed and args.selection_fractions[kind] < 1.0:
                 candidates = candidates & (shifted != 0)
             signal_valid[kind] = candidates
-        if args.ktr_weighting != "binary":
-            combined = torch.stack([self._row_minmax(scores[s], valid) for s in signals]).amax(dim=0)
-            weights = core.soft_token_weights(combined, valid, args.ktr_weighting)
-            return None, weights, metrics
-        fractions = {s: args.selection_fractions[s] for s in signals}
-        mask, per_signal = self._select(scores, valid, signal_valid, fractions, inputs["group_ids"])
-        metrics.update(core.selection_metrics(mask, per_signal, valid, scores))
-        self._record_selection(inputs, mask, per_signal, scores, valid)
-        return mask, None, metrics
+        return scores, signal_valid
 
-    def _select(self, scores, valid, signal_valid, fractions, group_ids):
-        per_signal = {}
-        for name, fraction in fractions.items():
-            v = signal_valid.get(name, valid)
-            if self.args.selection_scope == "group":
-                per_signal[name] = self._per_group(
-                    group_ids,
-                    lambda rows, s=scores[name], v=v, f=fraction: core.top_fraction_mask(
-                        s[rows], v[rows], f, scope="group", group_size=len(rows)
-                    ),
-                    valid,
-                    dtype=torch.bool,
-                )
-            else:
-                per_signal[name] = core.top_fraction_mask(
-                    scores[name], v, fraction, scope=self.args.selection_scope
-                )
-        stacked = torch.stack(list(per_signal.values()))
-        mask = stacked.any(dim=0) if self.args.ktr_combine == "union" else stacked.all(dim=0)
-        return mask & valid, per_signal
+    def _image_kwargs(self, output, rows) -> dict:
+        from videoktr.training.trainer import IMAGE_KEYS
 
-    @staticmethod
-    def _per_group(group_ids: torch.Tensor, fn, like: torch.Tensor, dtype) -> torch.Tensor:
-        """Apply ``fn(rows) -> (len(rows), T)`` to the rows of each group present in the micro-batch."""
-        out = torch.zeros(like.shape, dtype=dtype, device=like.device)
-        for gid in torch.unique(group_ids).tolist():
-            rows = (group_ids == gid).nonzero(as_tuple=True)[0]
-            out[rows] = fn(rows).to(dtype)
-        return out
+        if len(rows) != output["completion_ids"].size(0):
+            raise UserError(
+                "skipping zero-advantage groups is not implemented for image batches; set ktr_scope: batch"
+            )
+        return {k: output.get(k) for k in IMAGE_KEYS if output.get(k) is not None}
 
-    @staticmethod
-    def _row_minmax(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        big = torch.finfo(scores.dtype).max
-        lo = scores.masked_fill(~valid, big).amin(dim=1, keepdim=True)
-        hi = scores.masked_fill(~valid, -big).amax(dim=1, keepdim=True)
-        return ((scores - lo) / (hi - lo).clamp(min=1e-12)).masked_fill(~valid, 0.0)
-
-    def _perturbed_score(self, model, forward, video, features, kind, logp):
-        """Score of every token for the visual or temporal counterfactual: ((N, T), rows_with_signal (N,) bool)."""
+    def _perturbed_features(self, features, video, kind: str, group: int):
+        """Perturbed per-row features and (n,) bool rows that got a perturbation; one draw per prompt (its G rows
+        share it) unless ``ktr_perturbation_draw: row``."""
         args = self.args
-        rows_ok = torch.ones(logp.size(0), dtype=torch.bool, device=logp.device)
-        feats = tuple(f.detach() for f in features)
-        attention_mask = forward["attention_mask"]
-        if kind == "visual" and args.ktr_visual_perturbation == "drop":
-            attention_mask = attention_mask.masked_fill(forward["input_ids"] == self._video_token_id(), 0)
-            perturbed = feats
-        elif kind == "temporal" and args.ktr_temporal_level == "frame":
-            with torch.no_grad():
-                perturbed = self._video_features(
-                    model, video["pixel_values_videos_shuffled"], video["video_grid_thw"]
-                )
-        else:
-            registry = VISUAL_PERTURBATIONS if kind == "visual" else TEMPORAL_PERTURBATIONS
-            name = args.ktr_visual_perturbation if kind == "visual" else args.ktr_temporal_perturbation
-            options = {"n_segments": args.ktr_segments} if name == "segment_shuffle" else {}
-            out = apply_perturbation(
-                registry,
-                name,
-                feats,
-                video["video_grid_thw"],
-                self._merge_size,
-                self._ktr_generator,
-                **options,
-            )
-            rows_ok = torch.tensor([o is not None for o in out], device=logp.device)
-            perturbed = tuple(o if o is not None else f for o, f in zip(out, feats, strict=True))
-        fwd = {**forward, "attention_mask": attention_mask}
-        if args.ktr_distance == "logprob":
-            with torch.no_grad():
-                logp_p, _, _ = self._get_per_token_logps_and_entropies(
-                    model,
-                    fwd["input_ids"],
-                    fwd["attention_mask"],
-                    fwd["logits_to_keep"],
-                    video=video,
-                    video_features=perturbed,
-                )
-            return core.logprob_shift(logp, logp_p, signed=args.ktr_signed), rows_ok
-        logits_full = self._full_logits(model, **forward, video=video, features=feats)
-        logits_p = self._full_logits(model, **fwd, video=video, features=perturbed)
-        return core.distribution_shift(logits_full, logits_p, args.ktr_distance), rows_ok
+        registry = VISUAL_PERTURBATIONS if kind == "visual" else TEMPORAL_PERTURBATIONS
+        name = args.ktr_visual_perturbation if kind == "visual" else args.ktr_temporal_perturbation
+        options = {"n_segments": args.ktr_segments} if name == "segment_shuffle" else {}
+        step = group if args.ktr_perturbation_draw == "prompt" else 1
+        reps = tuple(features[::step])
+        grid = video["video_grid_thw"][::step]
+        out = apply_perturbation(registry, name, reps, grid, self._merge_size, self._ktr_generator, **options)
+        perturbed = tuple(out[i // step] if out[i // step] is not None else f for i, f in enumerate(features))
+        ok = torch.tensor([out[i // step] is not None for i in range(len(features))])
+        return perturbed, ok
 
-    def _record_selection(self, inputs, mask, per_signal, scores, valid) -> None:
-        """Keep up to ``log_selected_examples`` rows per step with their selections (for analysis / reports)."""
-        n = self.args.log_selected_examples
-        if n <= 0:
-            return
-        for i in range(min(n, mask.size(0))):
-            length = int(valid[i].sum())
-            self.selection_records.append(
-                {
-                    "step": self.state.global_step,
-                    "group_id": int(inputs["group_ids"][i]),
-                    "completion_ids": inputs["completion_ids"][i, :length].tolist(),
-                    "union": mask[i, :length].tolist(),
-                    "masks": {k: m[i, :length].tolist() for k, m in per_signal.items()},
-                    "scores": {k: [round(x, 5) for x in s[i, :length].tolist()] for k, s in scores.items()},
-                    "advantage": float(inputs["advantages"][i]),
-                }
+    def _perturbed_score(self, forward, video, features, kind, logp, group):
+        """Score of every token for the visual or temporal counterfactual: ((n, T), rows_with_signal (n,) bool)."""
+        args = self.args
+        model = self.model
+        rows_ok = torch.ones(logp.size(0), dtype=torch.bool, device=logp.device)
+        attention_mask, keep_positions = forward["attention_mask"], None
+        if kind == "visual" and args.ktr_visual_perturbation == "drop":
+            video_positions = forward["input_ids"] == self._video_token_id()
+            attention_mask = attention_mask.masked_fill(video_positions, 0)
+            keep_positions = forward["attention_mask"]
+            perturbed = features
+        elif kind == "temporal" and args.ktr_temporal_level == "frame":
+            perturbed = self._video_features(
+                model, video["pixel_values_videos_shuffled"], video["video_grid_thw"]
             )
+        else:
+            perturbed, ok = self._perturbed_features(features, video, kind, group)
+            rows_ok = ok.to(logp.device)
+        if args.ktr_distance == "logprob":
+            logp_p, _ = self.forwards.token_logps(
+                model,
+                forward["input_ids"],
+                attention_mask,
+                forward["logits_to_keep"],
+                video,
+                features=perturbed,
+                batch_size=args.per_device_train_batch_size,
+                autocast=self.accelerator.autocast,
+                keep_positions=keep_positions,
+            )
+            return core.logprob_shift(logp, logp_p, signed=args.ktr_signed), rows_ok
+        shifts = []
+        for start in range(0, logp.size(0), group):
+            part = slice(start, start + group)
+            full = self._full_logits(
+                model,
+                forward["input_ids"][part],
+                forward["attention_mask"][part],
+                forward["logits_to_keep"],
+                take_rows(video, torch.arange(start, min(start + group, logp.size(0)))),
+                features[part],
+            )
+            other = self.forwards.full_logits(
+                model,
+                forward["input_ids"][part],
+                attention_mask[part],
+                forward["logits_to_keep"],
+                take_rows(video, torch.arange(start, min(start + group, logp.size(0)))),
+                perturbed[part],
+                temperature=self.temperature,
+                autocast=self.accelerator.autocast,
+                keep_positions=None if keep_positions is None else keep_positions[part],
+            )
+            shifts.append(core.distribution_shift(full, other, args.ktr_distance))
+        return torch.cat(shifts) if shifts else logp.new_zeros(logp.shape), rows_ok
+
+    # ----------------------------------------------------------------------------------------------- TW-GRPO
+    def _tw_weights(self, forward, video, valid, active, group, mode) -> torch.Tensor:
+        """(N, T) TW-GRPO weights, each group's from that group's G completions (one forward per group)."""
+        weights = (
+            valid.float()
+        )  # rows of skipped groups: their advantage is 0, any weight gives the same loss
+        features = None
+        if video is not None:
+            features = self._video_features(self.model, video["pixel_values_videos"], video["video_grid_thw"])
+        for start in range(0, valid.size(0), group):
+            if not active[start]:
+                continue
+            part = slice(start, start + group)
+            rows = torch.arange(start, start + group)
+            logits = self._full_logits(
+                self.model,
+                forward["input_ids"][part],
+                forward["attention_mask"][part],
+                forward["logits_to_keep"],
+                take_rows(video, rows) if video is not None else None,
+                features[part] if features is not None else None,
+            )
+            weights[part] = core.tw_token_weights(
+                logits, valid[part], group_size=group, alpha=self.args.tw_alpha
+            ).float()
+        kept = weights[valid & active.unsqueeze(1)]
+        self._metrics[mode]["tw/weight_mean"].append(
+            self._gathered_mean(kept.mean() if kept.numel() else torch.tensor(float("nan")))
+        )
+        return weights
+
+    # ------------------------------------------------------------------------------------------------ records
+    def _write_selection(self, output, valid, rows, union, per_signal, scores, group) -> None:
+        """Append the rows' selections to ``output_dir/selection.jsonl`` (``log_selected_examples``: -1 = every
+        row, n > 0 = the first n rows of each process's generation batch). Format: docs/metrics.md."""
+        from accelerate.utils import gather_object
+
+        limit = self.args.log_selected_examples
+        if limit == 0:
+            return
+        n_rows = valid.size(0)
+        keep = n_rows if limit < 0 else min(limit, n_rows)
+        position = {int(r): k for k, r in enumerate(rows.tolist())}
+        start = self.accelerator.process_index * n_rows
+        records = []
+        for i in range(keep):
+            length = int(valid[i].sum())
+            record = {
+                "version": SELECTION_RECORD_VERSION,
+                "step": self.state.global_step,
+                "group_id": (start + i) // group,
+                "completion_ids": output["completion_ids"][i, :length].tolist(),
+                "advantage": float(output["advantages"][i]),
+                "skipped": i not in position,
+                "scores": {},
+                "masks": {},
+                "union": None,
+            }
+            if i in position and union is not None:
+                k = position[i]
+                record["union"] = union[k, :length].tolist()
+                record["masks"] = {s: m[k, :length].tolist() for s, m in per_signal.items()}
+                record["scores"] = {s: v[k, :length].tolist() for s, v in scores.items()}
+            records.append(record)
+        gathered = gather_object(records) if self.accelerator.num_processes > 1 else records
+        if self.accelerator.is_main_process:
+            path = Path(self.args.output_dir) / SELECTION_FILE
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # A run that starts at step 0 starts a new file; a resumed run appends to the one it continues.
+            fresh = self.state.global_step == 0 and not getattr(self, "_selection_file_started", False)
+            self._selection_file_started = True
+            with open(path, "w" if fresh else "a") as f:
+                for record in gathered:
+                    f.write(json.dumps(record) + "\n")
+
+
+def _row_minmax(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    big = torch.finfo(scores.dtype).max
+    lo = scores.masked_fill(~valid, big).amin(dim=1, keepdim=True)
+    hi = scores.masked_fill(~valid, -big).amax(dim=1, keepdim=True)
+    return ((scores - lo) / (hi - lo).clamp(min=1e-12)).masked_fill(~valid, 0.0)

@@ -42,6 +42,13 @@ IMAGE_KEYS = (
     "image_position_ids",
 )
 VIDEO_ROW_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+# core.policy_loss metric -> TRL's name for the same quantity (TRL's name is logged).
+TRL_METRIC_NAMES = {
+    "loss/kl": "kl",
+    "clip/ratio_low": "clip_ratio/low_mean",
+    "clip/ratio_high": "clip_ratio/high_mean",
+    "clip/region": "clip_ratio/region_mean",
+}
 
 
 class KTRTrainer(RolloutVideoMixin, RewardBonusMixin, SelectionMixin, GRPOTrainer):
@@ -81,7 +88,6 @@ class KTRTrainer(RolloutVideoMixin, RewardBonusMixin, SelectionMixin, GRPOTraine
         self.sampling = args.video_sampling()
         self._rollout_video: dict[str, Any] | None = None
         self._ktr_generator = torch.Generator().manual_seed(args.seed + 7919 * self.accelerator.process_index)
-        self.selection_records: list[dict] = []  # rows with their selected tokens (log_selected_examples)
         self.skipped_videos: list[dict] = []
 
     # ------------------------------------------------------------------------------------------------ helpers
@@ -177,7 +183,7 @@ class KTRTrainer(RolloutVideoMixin, RewardBonusMixin, SelectionMixin, GRPOTraine
             features=video_features,
             batch_size=batch_size,
             compute_entropy=compute_entropy,
-            autocast=self.accelerator.autocast(),
+            autocast=self.accelerator.autocast,
         )
         return logps, entropy, None
 
@@ -192,17 +198,20 @@ class KTRTrainer(RolloutVideoMixin, RewardBonusMixin, SelectionMixin, GRPOTraine
             features,
             image_kwargs=image_kwargs,
             temperature=self.temperature,
-            autocast=self.accelerator.autocast(),
+            autocast=self.accelerator.autocast,
         )
 
     def _video_features(
         self, model, pixel_rows: list[torch.Tensor], grid: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
         """Per-row vision features from ONE vision pass over the distinct videos of the batch (keeps autograd)."""
-        return self.forwards.video_features(self._inner_model(model), pixel_rows, grid)
+        with self.accelerator.autocast():
+            return self.forwards.video_features(self._inner_model(model), pixel_rows, grid)
 
     # ------------------------------------------------------------------------------------------------- loss
     def _compute_loss(self, model, inputs):
+        """Policy loss of one micro-batch. The key-token mask / weights were computed on whole groups at the end
+        of the rollout (``training/selection.py``) and travel with each row; no attribution pass runs here."""
         prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
         completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
         input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
@@ -226,32 +235,36 @@ class KTRTrainer(RolloutVideoMixin, RewardBonusMixin, SelectionMixin, GRPOTraine
             video_features=features,
             **image_kwargs,
         )
-        forward = dict(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=logits_to_keep)
-        token_mask, token_weights, metrics = self._token_selection(
-            model, forward, inputs, video, features, image_kwargs, logp.detach(), entropy.detach(), valid
-        )
         old_logp = inputs.get("old_per_token_logps")
         old_logp = logp.detach() if old_logp is None else old_logp
+        global_mean = self.args.aggregation == "token-mean-global"
         loss, loss_metrics = core.policy_loss(
             logp,
             old_logp,
             inputs["advantages"],
             valid,
-            token_mask=token_mask,
+            token_mask=inputs.get("ktr_token_mask"),
             ref_logp=inputs.get("ref_per_token_logps") if self.beta != 0.0 else None,
             beta=self.beta,
             eps_low=self.epsilon_low,
             eps_high=self.epsilon_high,
-            aggregation=self.args.aggregation,
+            aggregation="token-mean" if global_mean else self.args.aggregation,
             denominator=self.args.ktr_denominator,
             mask_kl=self.args.ktr_mask_kl,
-            token_weights=token_weights,
+            token_weights=inputs.get("ktr_token_weights"),
             max_completion_length=self.max_completion_length,
         )
         mode = "train" if self.model.training else "eval"
-        if mode == "train":
+        if global_mean:  # TRL's dapo: token sum / the valid tokens of the accumulated batch of every process
+            normalizer = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
+            if mode == "train":
+                normalizer = (
+                    normalizer * self.current_gradient_accumulation_steps / self.args.steps_per_generation
+                )
+            loss = loss * valid.sum().clamp(min=1) / normalizer
+        elif mode == "train":
             loss = loss / self.current_gradient_accumulation_steps
-        self._log_loss_metrics(mode, {**loss_metrics, **metrics}, entropy, valid)
+        self._log_loss_metrics(mode, loss_metrics, entropy, valid)
         return loss
 
     def _batch_video(self, inputs) -> dict | None:
@@ -262,6 +275,7 @@ class KTRTrainer(RolloutVideoMixin, RewardBonusMixin, SelectionMixin, GRPOTraine
     def _log_loss_metrics(self, mode: str, metrics: dict, entropy: torch.Tensor, valid: torch.Tensor) -> None:
         reduced = {}
         for name, value in metrics.items():
+            name = TRL_METRIC_NAMES.get(name, name)
             value = float(value) if not isinstance(value, torch.Tensor) else value.float().mean().item()
             reduced[name] = value
         names = sorted(reduced)

@@ -1,15 +1,24 @@
-"""Step cost of each method on the demo recipe, measured in one run (not a test).
+"""Step cost of each method on the demo recipe and at the paper's per-device shape, measured in one run (not a test).
 
-    python benchmarks/step_cost.py --demo-dir runs/demo [--reps 5]
+    python benchmarks/step_cost.py --demo-dir runs/demo [--reps 7]
 
-Uses the demo's SFT checkpoint and data (built first if missing, as `videoktr demo` would). grpo, ktr and tw_grpo
-share the rollout code, so one rollout (generation + rewards + advantages, same seed) is timed and their loss +
-backward are timed on that same batch, interleaved round-robin; t_grpo's rollout (with its shuffled-video
-generations) is timed with its own trainer. Every figure is a median of ``reps`` repetitions after one warm-up. Per-step time = rollout + loss/backward.
-KTR's attribution overhead = its loss/backward time minus grpo's on the same batch; its floor = two no-grad
-language-model passes over the batch with precomputed video features (the masked and the shuffled pass: the
-full-video log-probs and entropies come from the policy forward itself). Vision-tower calls are counted with a
-forward hook. The last two lines are the figures to report.
+Uses the demo's SFT checkpoint and data (built first if missing, as `videoktr demo` would).
+
+Demo recipe (32 rows = 4 prompts x G=8, one micro-batch): grpo, ktr and tw_grpo share the rollout (generation +
+rewards + advantages, same seed), timed once. Their selection (KTR: the attribution passes and masks over whole
+groups; TW-GRPO: the group weights; both at the end of the rollout) and their loss + backward are timed on that same
+batch, methods interleaved round-robin. Per-step time = rollout + selection + loss/backward. t_grpo's rollout (with
+its shuffled-video generations) is timed with its own trainer. Every figure is a median of ``reps`` repetitions after
+one warm-up. KTR's attribution overhead = its selection + loss/backward time minus grpo's loss/backward on the same
+batch; its floor = two no-grad language-model passes over the batch with precomputed video features (the masked and
+the shuffled pass). Rows of groups whose advantages are all 0 are skipped where exact, so the overhead can be below
+the floor. Vision-tower calls are counted with a forward hook.
+
+Paper shape (tiny model, demo data): 4 completions per device, gradient accumulation 8 (steps_per_generation 8),
+G = 8: one optimiser step = one generation batch of 32 rows (TRL shuffles it and splits it into 8 micro-batches) +
+8 loss/backward calls; grpo and ktr steps are timed interleaved with the same seed.
+
+The last lines are the figures to report.
 """
 
 from __future__ import annotations
@@ -22,13 +31,16 @@ from pathlib import Path
 import torch
 
 
-def build(method: str, cfg, out: Path, paths, sft_dir: Path):
+def build(method: str, cfg, out: Path, paths, sft_dir: Path, **fields):
     from videoktr.demo import rl_recipe
     from videoktr.training.recipe import build_trainer
 
     recipe = rl_recipe(cfg, out / f"bench_{method}", paths, sft_dir)
-    recipe.trainer.update(method=method, log_selected_examples=0, max_steps=1, disable_tqdm=True)
-    return build_trainer(recipe)
+    recipe.trainer.update(method=method, log_selected_examples=0, max_steps=1, disable_tqdm=True, **fields)
+    trainer = build_trainer(recipe)
+    trainer.current_gradient_accumulation_steps = recipe.trainer.get("gradient_accumulation_steps", 1)
+    trainer.model.train()
+    return trainer
 
 
 def one_batch(trainer) -> list[dict]:
@@ -40,40 +52,54 @@ def time_rollout(trainer, batch, seed: int, reps: int) -> tuple[float, int, dict
     """Median seconds of the rollout (generation + rewards + advantages) with the same seed each time."""
     from videoktr.models.qwen2_5_vl import VisionCallCounter
 
-    times, inputs, calls = [], None, 0
+    times, output, calls = [], None, 0
     for _ in range(1 + reps):  # the first repetition warms caches up and is not counted
         torch.manual_seed(seed)
-        trainer._buffered_inputs = None
         with VisionCallCounter(trainer.model) as counter:
             start = time.perf_counter()
-            inputs = trainer._prepare_inputs(batch)
+            output = trainer._generate_and_score_completions(batch)
             times.append(time.perf_counter() - start)
         calls = counter.count
-    return statistics.median(times[1:]), calls, inputs
+    return statistics.median(times[1:]), calls, output
 
 
-def time_losses(trainer, inputs, methods, reps: int) -> dict[str, tuple[float, int]]:
-    """Median seconds of loss + backward per method on the SAME batch, methods interleaved round-robin."""
-    from videoktr.models.qwen2_5_vl import VisionCallCounter
-
-    model, saved = trainer.model, trainer.args.method
-    times = {m: [] for m in methods}
-    calls = {}
+def _with_method(trainer, method: str, fn):
+    saved = trainer.args.method
+    trainer.args.method = method
     try:
-        for rep in range(1 + reps):
-            for method in methods:
-                trainer.args.method = method
-                model.zero_grad(set_to_none=True)
-                with VisionCallCounter(model) as counter:
-                    start = time.perf_counter()
-                    trainer.compute_loss(model, inputs).backward()
-                    elapsed = time.perf_counter() - start
-                if rep:  # repetition 0 is a warm-up
-                    times[method].append(elapsed)
-                calls[method] = counter.count
+        return fn()
     finally:
         trainer.args.method = saved
-    return {m: (statistics.median(times[m]), calls[m]) for m in methods}
+
+
+def time_methods(trainer, output, methods, reps: int) -> dict[str, dict]:
+    """Median seconds of selection and of loss + backward per method on the SAME batch, interleaved."""
+    from videoktr.models.qwen2_5_vl import VisionCallCounter
+
+    model = trainer.model
+    plain = {k: v for k, v in output.items() if not k.startswith("ktr_token_")}
+    video = trainer._batch_video(plain)
+    times = {m: {"select": [], "loss": []} for m in methods}
+    calls, inputs = {}, {}
+    for rep in range(1 + reps):
+        for method in methods:
+            batch = dict(plain)
+            with VisionCallCounter(model) as counter:
+                start = time.perf_counter()
+                _with_method(trainer, method, lambda b=batch: trainer._attach_selection(b, video))
+                selected = time.perf_counter()
+                model.zero_grad(set_to_none=True)
+                _with_method(trainer, method, lambda b=batch: trainer.compute_loss(model, b).backward())
+                done = time.perf_counter()
+            if rep:  # repetition 0 is a warm-up
+                times[method]["select"].append(selected - start)
+                times[method]["loss"].append(done - selected)
+            calls[method], inputs[method] = counter.count, batch
+    out = {}
+    for m in methods:
+        out[m] = {k: statistics.median(v) for k, v in times[m].items()}
+        out[m]["vision_calls"] = calls[m]
+    return out
 
 
 def floor_seconds(trainer, inputs, reps: int) -> float:
@@ -96,6 +122,51 @@ def floor_seconds(trainer, inputs, reps: int) -> float:
     return statistics.median(times[1:])
 
 
+def skipped_fraction(trainer) -> float:
+    values = trainer._metrics["train"].get("ktr/skipped_frac") or [0.0]
+    return values[-1]
+
+
+def paper_shape(cfg, out, paths, sft_dir, reps: int) -> dict:
+    """grpo and ktr optimiser steps at 4 completions per device, accumulation 8, G = 8, interleaved."""
+    fields = dict(per_device_train_batch_size=4, gradient_accumulation_steps=8, num_generations=8)
+    trainers = {m: build(m, cfg, out, paths, sft_dir, **fields) for m in ("grpo", "ktr")}
+    batch = one_batch(trainers["grpo"])
+    times = {m: [] for m in trainers}
+    skipped, last = 0.0, {}
+    for rep in range(1 + reps):
+        for method, trainer in trainers.items():
+            torch.manual_seed(cfg.seed + rep)
+            trainer._buffered_inputs = None
+            trainer._step = 0
+            start = time.perf_counter()
+            for micro in range(8):
+                trainer._step = micro
+                inputs = trainer._prepare_inputs(batch)
+                trainer.compute_loss(trainer.model, inputs).backward()
+            trainer.model.zero_grad(set_to_none=True)
+            if rep:
+                times[method].append(time.perf_counter() - start)
+            if method == "ktr":
+                skipped = skipped_fraction(trainer)
+            last[method] = trainer._buffered_inputs
+    whole = {
+        k: torch.cat([b[k] for b in last["grpo"]]) for k in ("prompt_ids", "prompt_mask", "completion_ids")
+    }
+    whole["completion_mask"] = torch.cat([b["completion_mask"] for b in last["grpo"]])
+    whole.update(
+        pixel_values_videos=[p for b in last["grpo"] for p in b["pixel_values_videos"]],
+        video_grid_thw=torch.cat([b["video_grid_thw"] for b in last["grpo"]]),
+        second_per_grid_ts=torch.cat([b["second_per_grid_ts"] for b in last["grpo"]]),
+    )
+    width = max(b["completion_ids"].size(1) for b in last["grpo"])
+    if any(b["completion_ids"].size(1) != width for b in last["grpo"]):
+        raise RuntimeError("micro-batches of different completion widths; cannot time the floor on them")
+    floor = floor_seconds(trainers["grpo"], whole, reps)
+    grpo, ktr = statistics.median(times["grpo"]), statistics.median(times["ktr"])
+    return {"grpo_s": grpo, "ktr_s": ktr, "floor_s": floor, "skipped": skipped}
+
+
 def main() -> None:
     from videoktr.demo import DemoConfig, make_data, make_model, run_sft_stage
 
@@ -103,62 +174,62 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--demo-dir", default="runs/demo", help="demo output dir (its SFT stage is reused)")
-    parser.add_argument("--reps", type=int, default=7, help="loss/backward repetitions per method (median)")
+    parser.add_argument("--reps", type=int, default=7, help="repetitions per method (median)")
+    parser.add_argument("--skip-paper-shape", action="store_true", help="only the demo recipe")
     args = parser.parse_args()
     cfg, out = DemoConfig(), Path(args.demo_dir)
     paths = make_data(cfg, out)
     sft_dir, _ = run_sft_stage(cfg, out, paths, make_model(cfg, out, paths))
-    # grpo, ktr and tw_grpo differ only in the loss: one trainer, one rollout, their losses timed on the same batch.
+    # grpo, ktr and tw_grpo differ only in the selection and the loss: one rollout, timed on the same batch.
     trainer = build("ktr", cfg, out, paths, sft_dir)
-    trainer.current_gradient_accumulation_steps = (
-        1  # set by Trainer.train(); we call the step pieces directly
-    )
-    trainer.model.train()
     batch = one_batch(trainer)
-    rollout, rollout_calls, inputs = time_rollout(trainer, batch, cfg.seed, args.reps)
-    losses = time_losses(trainer, inputs, ("grpo", "ktr", "tw_grpo"), args.reps)
-    floor = floor_seconds(trainer, inputs, args.reps)
+    rollout, rollout_calls, output = _with_method(
+        trainer, "grpo", lambda: time_rollout(trainer, batch, cfg.seed, args.reps)
+    )
+    methods = time_methods(trainer, output, ("grpo", "ktr", "tw_grpo"), args.reps)
+    _with_method(
+        trainer, "ktr", lambda: trainer._attach_selection(dict(output), trainer._batch_video(output))
+    )
+    skipped = skipped_fraction(trainer)
+    floor = floor_seconds(trainer, output, args.reps)
     # t_grpo's rollout adds the shuffled-video generations; its loss is grpo's.
     t_trainer = build("t_grpo", cfg, out, paths, sft_dir)
-    t_trainer.current_gradient_accumulation_steps = 1
-    t_trainer.model.train()
     t_rollout, t_calls, _ = time_rollout(t_trainer, batch, cfg.seed, args.reps)
-    tokens = int(inputs["completion_mask"].sum())
+    tokens = int(output["completion_mask"].sum())
     rows = {}
-    for method, (loss_s, loss_calls) in losses.items():
-        rows[method] = {
-            "rollout_s": rollout,
-            "loss_s": loss_s,
-            "vision_calls_rollout": rollout_calls,
-            "vision_calls_loss": loss_calls,
-            "tokens": tokens,
-        }
-    rows["t_grpo"] = {
-        "rollout_s": t_rollout,
-        "loss_s": losses["grpo"][0],
-        "vision_calls_rollout": t_calls,
-        "vision_calls_loss": losses["grpo"][1],
-        "tokens": tokens,
-    }
+    for method, m in methods.items():
+        rows[method] = {"rollout_s": rollout + m["select"], "loss_s": m["loss"], "calls": m["vision_calls"]}
+    rows["t_grpo"] = {"rollout_s": t_rollout, "loss_s": methods["grpo"]["loss"], "calls": None}
     for row in rows.values():
         row["step_s"] = row["rollout_s"] + row["loss_s"]
     grpo = rows["grpo"]
     print(
-        f"{'method':8s} {'rollout s':>9s} {'loss+bwd s':>10s} {'step s':>7s} {'/grpo':>6s} "
-        f"{'vision calls (rollout, loss)':>28s} {'tokens':>6s}"
+        f"{'method':8s} {'rollout+select s':>16s} {'loss+bwd s':>10s} {'step s':>7s} {'/grpo':>6s} "
+        f"{'vision calls (generation, select+loss)':>38s} {'tokens':>6s}"
     )
     for method, row in rows.items():
+        calls = f"{t_calls}, 1" if method == "t_grpo" else f"{rollout_calls}, {row['calls']}"
         print(
-            f"{method:8s} {row['rollout_s']:9.3f} {row['loss_s']:10.3f} {row['step_s']:7.3f} "
-            f"{row['step_s'] / grpo['step_s']:6.2f} {row['vision_calls_rollout']:>14} {row['vision_calls_loss']:>13} "
-            f"{row['tokens']:6d}"
+            f"{method:8s} {row['rollout_s']:16.3f} {row['loss_s']:10.3f} {row['step_s']:7.3f} "
+            f"{row['step_s'] / grpo['step_s']:6.2f} {calls:>38s} {tokens:6d}"
         )
-    overhead = rows["ktr"]["loss_s"] - grpo["loss_s"]
-    extra_vision = rows["ktr"]["vision_calls_loss"] - grpo["vision_calls_loss"]
+    overhead = rows["ktr"]["step_s"] - grpo["step_s"]
+    extra_vision = methods["ktr"]["vision_calls"] - methods["grpo"]["vision_calls"]
     print(
         f"ktr attribution overhead: {overhead:.3f} s; floor (2 no-grad LM passes): {floor:.3f} s; "
-        f"extra vision passes per step: {extra_vision}"
+        f"extra vision passes per step: {extra_vision}; rows skipped (zero-advantage groups): {skipped:.2f}"
     )
+    if not args.skip_paper_shape:
+        paper = paper_shape(cfg, out, paths, sft_dir, max(1, args.reps // 2))
+        paper_overhead = paper["ktr_s"] - paper["grpo_s"]
+        print(
+            f"paper shape (4 completions/device, accumulation 8, G 8; one optimiser step): grpo "
+            f"{paper['grpo_s']:.3f} s, ktr {paper['ktr_s']:.3f} s, floor {paper['floor_s']:.3f} s, "
+            f"rows skipped {paper['skipped']:.2f}"
+        )
+        print(f"paper-shape ktr/grpo step-time ratio: {paper['ktr_s'] / paper['grpo_s']:.2f}")
+        print(f"paper-shape ktr overhead/floor ratio: {paper_overhead / paper['floor_s']:.2f}")
+    print(f"rows skipped (demo batch): {skipped:.2f}")
     print(f"ktr/grpo step-time ratio: {rows['ktr']['step_s'] / grpo['step_s']:.2f}")
     print(f"ktr overhead/floor ratio: {overhead / floor:.2f}")
 

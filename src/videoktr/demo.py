@@ -434,10 +434,13 @@ def run_demo(cfg: DemoConfig, out: Path, console=None) -> dict[str, Any]:
     }
     if any("loss" in entry for entry in sft_log):
         plots["sft_loss"] = plot_curves(sft_log, ["loss"], out / "sft_loss.png", "SFT loss")
-    if cfg.method == "ktr":
-        keys = [
-            k for k in ("ktr/selected_frac/union", "ktr/selected_frac/visual", "ktr/selected_frac/temporal")
-        ]
+    history = trainer.state.log_history
+    keys = [  # absent when every group of the run had zero advantages (all attribution skipped)
+        k
+        for k in ("ktr/selected_frac/union", "ktr/selected_frac/visual", "ktr/selected_frac/temporal")
+        if any(k in entry for entry in history)
+    ]
+    if cfg.method == "ktr" and keys:
         plots["selection"] = plot_curves(
             trainer.state.log_history, keys, out / "selection.png", "Selected fraction"
         )

@@ -285,3 +285,9 @@ def test_soft_weights_mean_one_per_row_zero_on_padding(scheme):
 def test_unknown_soft_scheme_lists_valid_ones():
     with pytest.raises(UnknownNameError, match="valid: exponential, linear, sigmoid, softmax"):
         soft_token_weights(torch.zeros(1, 2), _ones(1, 2), "rank")
+
+
+@pytest.mark.parametrize("shape", [(2, 4), (0, 4), (2, 0)])
+def test_batch_scope_with_no_eligible_token_selects_nothing(shape):
+    scores = torch.randn(shape)
+    assert not top_fraction_mask(scores, torch.zeros(shape, dtype=torch.bool), 0.2, "batch").any()

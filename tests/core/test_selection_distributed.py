@@ -16,6 +16,8 @@ PAD = 100.0  # padding scores are huge: selecting one would show up immediately
 
 def _rank_inputs(rank: int, case: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(2, 4) scores and valid per rank; different numbers of valid tokens on each rank."""
+    if case == "nothing":  # no valid token on any rank (e.g. every completion masked as truncated)
+        return torch.full((2, 4), PAD), torch.zeros(2, 4, dtype=torch.bool)
     if rank == 0:  # 7 valid tokens: 9, 1, 4, 2 | 7, 0.5, 3
         scores = torch.tensor([[9.0, 1.0, 4.0, 2.0], [7.0, 0.5, 3.0, PAD]])
         valid = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]], dtype=torch.bool)
@@ -38,7 +40,7 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     )
     try:
         results = {}
-        for case in ("uneven", "empty"):
+        for case in ("uneven", "empty", "nothing"):
             scores, valid = _rank_inputs(rank, case)
             results[case] = top_fraction_mask(scores, valid, 0.3, scope="batch")
         scores, valid = _rank_inputs(rank, "uneven")
@@ -81,13 +83,15 @@ def test_batch_scope_on_two_gloo_ranks_matches_the_concatenated_batch(tmp_path, 
     alone = top_fraction_mask(*_rank_inputs(0, "uneven"), 0.3, scope="batch")
     assert alone[0, 2] and not got[0]["uneven"][0, 2]
 
-    for case in ("uneven", "empty"):
+    for case in ("uneven", "empty", "nothing"):
         expected, valid = _single_process(case)
         assert torch.equal(torch.cat([got[0][case], got[1][case]]), expected)
         assert not (expected & ~valid).any()
     # "empty": rank 1 contributes nothing; 7 valid scores, k = 3 -> 9, 7, 4 on rank 0
     assert got[0]["empty"].tolist() == [[True, False, True, False], [True, False, False, False]]
     assert not got[1]["empty"].any()
+    # "nothing": no eligible token on any rank selects nothing (it used to raise on an empty tensor)
+    assert not got[0]["nothing"].any() and not got[1]["nothing"].any()
 
     # key_token_mask passes the scope through: "v" (= -scores, fraction 0.1 -> k = 1) adds the lowest score 0
     # (rank 1, row 1) to the union of the "e" selection above.

@@ -42,6 +42,7 @@ def test_two_process_cpu_training_completes(synthetic_data, tiny_model_dir, tmp_
         "trainer": {
             "method": "ktr",
             "ktr_scope": "batch",  # the top fraction over both processes' tokens: a gloo all_gather
+            "log_selected_examples": -1,  # every row of both processes -> selection.jsonl
             "output_dir": str(out),
             "use_cpu": True,
             "bf16": False,
@@ -84,8 +85,39 @@ def test_two_process_cpu_training_completes(synthetic_data, tiny_model_dir, tmp_
         assert len(calls) == 2  # one reward call per step in each process
         assert all(c == {"rank": rank, "world": 2, "backend": "gloo", "rows": 2} for c in calls)
     assert (out / "recipe.yaml").is_file() and (out / "skipped_videos.jsonl").is_file()
+    _check_batch_scope_records(out / "selection.jsonl")
     from safetensors.torch import load_file
 
     before, after = load_file(tiny_model_dir / "model.safetensors"), load_file(out / "model.safetensors")
     assert before.keys() == after.keys()
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the 2 steps updated the weights
+
+
+def _check_batch_scope_records(path: Path) -> None:
+    """Every row's recorded union equals the batch-scope mask recomputed from the recorded scores of all rows of
+    both processes at that step (so the threshold was the one of the whole generation batch of both processes)."""
+    from videoktr import core
+    from videoktr.training.selection import read_selection_records
+
+    records = read_selection_records(path)
+    steps = sorted({r["step"] for r in records})
+    assert len(steps) == 2
+    for step in steps:
+        rows = [r for r in records if r["step"] == step]
+        assert sorted(r["group_id"] for r in rows) == [0, 0, 1, 1]  # both processes' rows, gathered
+        width = max(len(r["completion_ids"]) for r in rows)
+        valid = torch.zeros(len(rows), width, dtype=torch.bool)
+        scores, signal_valid = {}, {}
+        for s in rows[0]["scores"]:
+            scores[s] = torch.zeros(len(rows), width, dtype=torch.float64)
+            for i, r in enumerate(rows):
+                scores[s][i, : len(r["scores"][s])] = torch.tensor(r["scores"][s], dtype=torch.float64)
+                valid[i, : len(r["scores"][s])] = True
+        for s in scores:
+            if s != "entropy":
+                signal_valid[s] = scores[s] != 0
+        union, _ = core.key_token_mask(
+            scores, valid, {s: 0.2 for s in scores}, scope="batch", signal_valid=signal_valid
+        )
+        for i, r in enumerate(rows):
+            assert union[i, : len(r["union"])].tolist() == r["union"]

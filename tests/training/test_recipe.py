@@ -139,3 +139,14 @@ def test_build_trainer_skips_and_records_undecodable_videos(make_trainer, synthe
         records[1]["problem_id"],
     ]
     assert trainer._metrics["train"]["data/skipped_videos"] == [2.0]
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "configs" / "paper").glob("*.yaml")))
+def test_paper_recipes_are_valid_configs(path, tmp_path):
+    recipe = load_recipe(path, [f"trainer.output_dir={tmp_path}", "use_cpu=true"])
+    config = make_config(recipe.trainer)
+    assert config.top_p == 0.95  # the authors' / Video-R1 rollout sampling
+    sampling = config.video_sampling()  # the authors' frame rule
+    assert (sampling.num_frames, sampling.fps, sampling.min_frames, sampling.max_frames) == (None, 2.0, 4, 16)
+    assert sampling.min_pixels == sampling.max_pixels == 128 * 28 * 28
+    assert config.model_init_kwargs["dtype"] == "bfloat16"

@@ -104,10 +104,14 @@ def _gather_valid_scores(local: torch.Tensor) -> torch.Tensor:
 def _batch_scope(scores: torch.Tensor, valid: torch.Tensor, fraction: float, group_size: int | None):
     """One scope over the whole batch; with torch.distributed initialised, over the batches of all ranks."""
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        if scores.numel() == 0:
+            return torch.zeros_like(valid)
         return _row_threshold_mask(scores.reshape(1, -1), valid.reshape(1, -1), fraction).reshape(
             scores.shape
         )
     everything = _gather_valid_scores(scores[valid].contiguous())
+    if everything.numel() == 0:  # no eligible token on any rank: nothing is kept (every rank agrees)
+        return torch.zeros_like(valid)
     ones = torch.ones_like(everything, dtype=torch.bool)
     kept = _row_threshold_mask(everything.unsqueeze(0), ones.unsqueeze(0), fraction)
     if not kept.any():

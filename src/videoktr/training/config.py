@@ -185,6 +185,13 @@ class KTRConfig(GRPOConfig):
             "'seq-mean-token-sum-norm' (Dr. GRPO: divide by rows * max_completion_length)."
         },
     )
+    ktr_skip_zero_advantage: bool = field(
+        default=True,
+        metadata={
+            "help": "Skip the attribution passes of groups whose advantages are all 0 where that leaves the loss "
+            "unchanged (docs/method.md); false scores every row (e.g. to analyse every completion's selection)."
+        },
+    )
     ktr_perturbation_draw: str = field(
         default="prompt",
         metadata={

@@ -150,11 +150,26 @@ def make_config(trainer: dict):
         raise UserError(f"trainer: {err}") from err
 
 
-def load_model(path: str, freeze_vision: bool = False, lora: dict | None = None):
-    """Model + processor from a local directory; optional frozen vision tower and PEFT LoRA config."""
+def load_model(
+    path: str, freeze_vision: bool = False, lora: dict | None = None, init_kwargs: dict | None = None
+):
+    """Model + processor from a local directory; optional frozen vision tower and PEFT LoRA config.
+
+    ``init_kwargs`` (the trainer's ``model_init_kwargs``: dtype, attn_implementation, ...) load the policy exactly as
+    TRL loads the reference model from them (``trl.trainer.utils.create_model_from_path``), so both match.
+    """
     from videoktr.models.tiny import load_model_and_processor
 
-    model, processor = load_model_and_processor(path)
+    if init_kwargs:
+        from transformers import AutoProcessor
+        from trl.trainer.utils import create_model_from_path
+
+        if not (Path(path) / "config.json").is_file():
+            load_model_and_processor(path)  # raises the UserError that says what to do
+        model = create_model_from_path(str(path), **{"trust_remote_code": False, **init_kwargs})
+        processor = AutoProcessor.from_pretrained(path)
+    else:
+        model, processor = load_model_and_processor(path)
     if freeze_vision:
         for p in model.model.visual.parameters():
             p.requires_grad_(False)
@@ -181,7 +196,9 @@ def build_trainer(recipe: Recipe, config=None, model=None, processor=None):
     config = config or make_config(recipe.trainer)
     peft_config = None
     if model is None:
-        model, processor, peft_config = load_model(recipe.model, recipe.freeze_vision, recipe.lora)
+        model, processor, peft_config = load_model(
+            recipe.model, recipe.freeze_vision, recipe.lora, init_kwargs=config.model_init_kwargs
+        )
     records = load_records(recipe.data["train"])
     sampling = config.video_sampling()
     root = recipe.data.get("root", str(Path(recipe.data["train"]).parent))

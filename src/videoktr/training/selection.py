@@ -93,7 +93,8 @@ class SelectionMixin:
         """(N,) bool: rows whose attribution is computed (all, or those of groups with a non-zero advantage)."""
         args = self.args
         exact = (
-            args.selection_scope != "batch"
+            args.ktr_skip_zero_advantage
+            and args.selection_scope != "batch"
             and not (args.ktr_mask_kl and self.beta != 0.0)
             and not (args.aggregation == "token-mean" and args.ktr_denominator == "selected")
         )

@@ -145,6 +145,9 @@ def test_build_trainer_skips_and_records_undecodable_videos(make_trainer, synthe
 def test_paper_recipes_are_valid_configs(path, tmp_path):
     recipe = load_recipe(path, [f"trainer.output_dir={tmp_path}", "use_cpu=true"])
     config = make_config(recipe.trainer)
+    raw = yaml.safe_load(path.read_text())
+    if path.name != "qwen2_5_vl_7b_ktr.yaml" and raw.get("base") != "qwen2_5_vl_7b_ktr.yaml":
+        return  # another paper's own run (e.g. TW-GRPO's authors' settings): only checked to be valid
     assert config.top_p == 0.95  # the authors' / Video-R1 rollout sampling
     sampling = config.video_sampling()  # the authors' frame rule
     assert (sampling.num_frames, sampling.fps, sampling.min_frames, sampling.max_frames) == (None, 2.0, 4, 16)

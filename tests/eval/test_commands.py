@@ -85,3 +85,18 @@ def test_score_tempcompass_official_tables(tmp_path):
         "task_dim/caption_matching/speed": 0.0, "task_dim/multi-choice/action": 1.0, "task_dim/yes_no/action": 1.0,
     }  # fmt: skip
     assert any("not an official figure" in note for note in summary["notes"])
+
+
+def test_video_r1_scorer_warns_about_items_it_has_no_rule_for(tmp_path, capsys):
+    preds = tmp_path / "p.jsonl"
+    preds.write_text('{"id": "1034419625/action/yes_no/0", "output": "yes"}\n')
+    data = FIXTURES / "tempcompass" / "yes_no.json"
+    assert (
+        main(["eval", "score", "--bench", "tempcompass", "--data", str(data), "--predictions", str(preds)])
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert "warning: 2 of 2 items are free-form, which Video-R1's evaluation scores 0" in err
+    assert main(["eval", "score", "--bench", "tempcompass", "--data", str(data), "--predictions", str(preds),
+                 "--scorer", "official"]) == 0  # fmt: skip
+    assert "warning" not in capsys.readouterr().err

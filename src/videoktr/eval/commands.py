@@ -159,6 +159,16 @@ def _print_summary(title: str, summary: dict) -> None:
         console.print(f"note: {note}")
 
 
+def _warn_no_rule(scorer: str, items: list) -> None:
+    import sys
+
+    from videoktr.eval.scorers import no_rule_warning
+
+    warning = no_rule_warning(scorer, items)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
 def run_score(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -167,6 +177,7 @@ def run_score(args: argparse.Namespace) -> int:
 
     _require(args, "bench", "data", "predictions")
     items = load_benchmark(args.bench, args.data)
+    _warn_no_rule(args.scorer, items)
     _, summary = score_predictions(items, read_predictions(args.predictions), scorer=args.scorer)
     summary["run"] = {
         "bench": args.bench, "data": str(args.data), "predictions": str(args.predictions), "scorer": args.scorer,
@@ -222,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
     # refuse what cannot run before the (slow) model load: every missing video, the scorer, the prompt, a mixed resume
     check_videos(items, config)
     check_scorer(args.scorer, items)
+    _warn_no_rule(args.scorer, items)
     question_text(items[0], args.template)
     settings, recorded = eval_run_settings(
         model_dir=args.model, bench=args.bench, data=args.data, sampling=sampling, generation=generation,

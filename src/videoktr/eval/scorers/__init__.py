@@ -21,7 +21,7 @@ from videoktr.eval.scorers.base import OFFICIAL, SCORERS, GoldError, result
 
 DEFAULT_SCORER = "video-r1"
 
-__all__ = ["DEFAULT_SCORER", "OFFICIAL", "SCORERS", "check_scorer", "score_item"]
+__all__ = ["DEFAULT_SCORER", "OFFICIAL", "SCORERS", "check_scorer", "no_rule_warning", "score_item"]
 
 
 def check_scorer(name: str, items: list[BenchItem]) -> None:
@@ -35,6 +35,22 @@ def check_scorer(name: str, items: list[BenchItem]) -> None:
                 f"no official scorer for {', '.join(missing)}; official scorers exist for "
                 f"{', '.join(OFFICIAL.names())}: use --scorer video-r1 or lenient"
             )
+
+
+def no_rule_warning(name: str, items: list[BenchItem]) -> str | None:
+    """A warning when ``video-r1`` has no rule for some items (they will score 0, as in Video-R1), else None."""
+    if name != "video-r1":
+        return None
+    from videoktr.eval.scorers.video_r1 import VIDEO_R1_RULES
+
+    kinds = sorted({item.problem_type for item in items if item.problem_type not in VIDEO_R1_RULES})
+    count = sum(item.problem_type not in VIDEO_R1_RULES for item in items)
+    if not count:
+        return None
+    return (
+        f"{count} of {len(items)} items are {', '.join(kinds)}, which Video-R1's evaluation scores 0 "
+        "(it has no rule for them); --scorer official or lenient reads them"
+    )
 
 
 def score_item(item: BenchItem, output: str | None, scorer: str, error: str | None = None) -> dict[str, Any]:

@@ -186,7 +186,7 @@ def evaluate_dir(
     identity = RunIdentity(
         *eval_run_settings(
             model_dir=model_dir, bench="video-r1", data=paths["test"], sampling=sampling_for(cfg),
-            generation=generation, template=cfg.template, backend="hf",
+            generation=generation, template=cfg.template, backend="hf", scorer=_scorer(cfg),
         )
     )  # fmt: skip
     try:
@@ -207,8 +207,17 @@ def evaluate_dir(
         batch_size=cfg.eval_batch_size,
         template=cfg.template,
         identity=identity,
+        scorer=_scorer(cfg),
     )
     return summary
+
+
+def _scorer(cfg: DemoConfig) -> str:
+    """The evaluation scorer: TW-GRPO's (strict + partial credit) for a multi-answer template, else the default."""
+    from videoktr.data.prompts import PROMPT_TEMPLATES
+    from videoktr.eval.scorers import DEFAULT_SCORER
+
+    return "tw-grpo" if PROMPT_TEMPLATES.get(cfg.template).multi_answer else DEFAULT_SCORER
 
 
 def rl_recipe(cfg: DemoConfig, out: Path, paths: dict[str, Path], sft_dir: Path):

@@ -11,8 +11,10 @@ FIXTURES = Path(__file__).parents[1] / "fixtures" / "benchmarks"
 
 
 def test_registry_names():
-    assert BENCHMARKS.names() == ["mmvu", "tempcompass", "video-holmes", "video-r1", "videomme", "videommmu"]
-    with pytest.raises(UnknownNameError, match="valid: mmvu"):
+    assert BENCHMARKS.names() == [
+        "clevrer", "mmvu", "mvbench", "nextgqa", "tempcompass", "video-holmes", "video-r1", "videomme", "videommmu"
+    ]  # fmt: skip
+    with pytest.raises(UnknownNameError, match="valid: clevrer, mmvu"):
         load_benchmark("holmes", FIXTURES / "video_holmes_official.json")
 
 

@@ -19,7 +19,9 @@ Formats (field names as in the public files; users bring the files and the video
   ``task_type``, ``question``, ``options`` ["A. ..."], ``answer``). Categories: ``duration``, ``domain``,
   ``sub_category`` (when present), ``task_type``. Video ``<videoID>.mp4``.
 - ``video-r1``: any Video-R1 schema file (including Video-R1's own ``eval_*.json`` and the synthetic suite).
-  Categories: ``family`` and ``question_kind`` when present, else ``problem_type``.
+  Categories: ``family`` and ``question_kind`` when present, else ``problem_type``. A multiple-choice solution with
+  several letters (``<answer>A,C</answer>``, TW-GRPO) is kept as ``"A,C"`` (score it with ``--scorer tw-grpo``).
+- ``clevrer``, ``nextgqa``, ``mvbench``: TW-GRPO's benchmarks, in :mod:`videoktr.eval.tw_benchmarks`.
 
 Each item also keeps, in ``native``, what the benchmark's own scorer and prompt read (``--scorer official``,
 ``--template benchmark``). New formats register a loader in :data:`BENCHMARKS`.
@@ -179,7 +181,12 @@ def _video_r1_item(row: Mapping[str, Any], path: Path, index: int, benchmark: st
     answer = match.group(1).strip()
     if problem_type == "multiple choice":
         options = _lettered(_get(row, "options", path, rid, list))
-        answer = _check_letter(answer, options, path, rid)
+        if "," in answer:  # several correct letters (TW-GRPO multi-answer records), kept as "A,C"
+            from videoktr.eval.tw_benchmarks import gold_letters
+
+            answer = gold_letters(answer, options, f"{path}: record {rid!r}")
+        else:
+            answer = _check_letter(answer, options, path, rid)
     return BenchItem(
         id=str(_get(row, "problem_id", path, rid, (str, int))),
         question=_get(row, "problem", path, rid),
@@ -420,3 +427,4 @@ def load_videomme(path: Path) -> list[BenchItem]:
 
 
 from videoktr.eval import tempcompass as _tempcompass  # noqa: E402,F401  (registers "tempcompass")
+from videoktr.eval import tw_benchmarks as _tw_benchmarks  # noqa: E402,F401  (clevrer, nextgqa, mvbench)

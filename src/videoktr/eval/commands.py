@@ -30,8 +30,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scorer",
         default="video-r1",
-        choices=("video-r1", "official", "lenient"),
-        help="video-r1: the authors' rules (default); official: the benchmark's own scorer; lenient: diagnosis",
+        choices=("video-r1", "official", "lenient", "tw-grpo"),
+        help="video-r1: the authors' rules (default); official: the benchmark's own scorer; lenient: diagnosis; "
+        "tw-grpo: TW-GRPO's multi-answer strict accuracy and partial credit",
     )
 
 
@@ -141,11 +142,16 @@ def _print_summary(title: str, summary: dict) -> None:
     table.add_column("category")
     table.add_column("n", justify="right")
     table.add_column("accuracy", justify="right")
-    table.add_row("overall", str(summary["n_scored"]), f"{summary['accuracy']:.2%}", style="bold")
+    partial = summary.get("by_category_mean_score") if summary.get("partial_credit") else None
+    if partial is not None:  # multi-answer items: the mean of |P|/|G| beside the strict accuracy
+        table.add_column("partial credit", justify="right")
+    extra = [f"{summary['mean_score']:.2%}"] if partial is not None else []
+    table.add_row("overall", str(summary["n_scored"]), f"{summary['accuracy']:.2%}", *extra, style="bold")
     if "mean_mra" in summary:
         table.add_row("regression (mean_mra)", str(summary["n_regression"]), f"{summary['mean_mra']:.2%}")
     for key, accuracy in summary["by_category"].items():
-        table.add_row(key, str(summary["category_counts"][key]), f"{accuracy:.2%}")
+        extra = [f"{partial[key]:.2%}"] if partial is not None else []
+        table.add_row(key, str(summary["category_counts"][key]), f"{accuracy:.2%}", *extra)
     console = Console()
     console.print(table)
     flags = {

@@ -1,7 +1,9 @@
 """Prediction records and summaries: one JSONL line per item, scored by the chosen scorer (``--scorer``, see
 :mod:`videoktr.eval.scorers`), and the summary a run prints and saves.
 
-Summary: ``accuracy`` = correct / counted non-regression items, where "counted" follows the scorer's denominator
+Summary: ``accuracy`` = correct / counted non-regression items (``mean_score`` = mean per-item score over them:
+the partial credit of multi-answer items under ``--scorer tw-grpo``, flagged ``partial_credit``, else equal to
+``accuracy``; ``by_category_mean_score`` per category), where "counted" follows the scorer's denominator
 rule (``n_dropped`` items left out, e.g. Video-MME's unparseable answers under ``official``); regression items are
 averaged apart as ``mean_mra``; ``n_only_lenient`` counts the items only the lenient reader accepts; per-category
 accuracies (``by_category``) carry each benchmark's published breakdowns (its categories, see ``benchmarks``), and
@@ -61,16 +63,19 @@ def summarize(
     scored = [r for r in records if r.get("metric", "accuracy") == "accuracy"]
     counted = [r for r in scored if r.get("counted", True)]
     regression = [r for r in records if r.get("metric") == "mra" and r.get("counted", True)]
-    totals: dict[str, list[int]] = {}
+    totals: dict[str, list[float]] = {}
     for record in counted:
         for name, value in record.get("categories", {}).items():
-            total = totals.setdefault(f"{name}/{value}", [0, 0])
+            total = totals.setdefault(f"{name}/{value}", [0, 0, 0.0])
             total[0] += bool(record["correct"])
             total[1] += 1
+            total[2] += record["score"]
     n, n_correct = len(counted), sum(bool(r["correct"]) for r in counted)
     summary: dict[str, Any] = {
         "scorer": scorer,
         "accuracy": n_correct / n if n else 0.0,
+        "mean_score": sum(r["score"] for r in counted) / n if n else 0.0,
+        "partial_credit": any(r.get("partial_credit") for r in counted),
         "n_scored": n,
         "n_correct": n_correct,
         "n_dropped": len(scored) - n,
@@ -83,8 +88,11 @@ def summarize(
         summary["n_regression"] = len(regression)
         summary["mean_mra"] = sum(r["score"] for r in regression) / len(regression)
     summary.update(counts)
-    summary["by_category"] = {key: correct / total for key, (correct, total) in sorted(totals.items())}
-    summary["category_counts"] = {key: total for key, (_, total) in sorted(totals.items())}
+    summary["by_category"] = {key: correct / total for key, (correct, total, _) in sorted(totals.items())}
+    summary["by_category_mean_score"] = {
+        key: score / total for key, (_, total, score) in sorted(totals.items())
+    }
+    summary["category_counts"] = {key: total for key, (_, total, _) in sorted(totals.items())}
     benchmarks = sorted({r.get("benchmark", "") for r in records})
     notes = [_NOTES[b] for b in benchmarks if b in _NOTES]
     notes += [_SCORER_NOTES[(scorer, b)] for b in benchmarks if (scorer, b) in _SCORER_NOTES]
@@ -92,6 +100,12 @@ def summarize(
         notes.append(
             f"{summary['n_no_rule']} items have a problem type Video-R1's evaluation has no rule for; they score "
             "0 as there (use --scorer official or lenient to read them)"
+        )
+    multi = [r for r in counted if r.get("problem_type") == "multiple choice" and "," in str(r.get("answer", ""))]
+    if multi and not summary["partial_credit"]:
+        notes.append(
+            f"{len(multi)} items have several correct letters; scorer {scorer!r} compares them as written: use "
+            "--scorer tw-grpo for TW-GRPO's strict accuracy and partial credit"
         )
     summary["notes"] = notes
     return summary

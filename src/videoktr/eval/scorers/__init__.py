@@ -3,7 +3,8 @@
 - ``video-r1`` (default): the Video-KTR authors' rules (Video-R1 ``src/eval_bench.py``) - :mod:`.video_r1`;
 - ``official``: each benchmark's own published scorer, looked up by benchmark in :data:`OFFICIAL` -
   :mod:`.official`, :mod:`.lmms_eval`;
-- ``lenient``: a forgiving reader for diagnosis - :mod:`.lenient`.
+- ``lenient``: a forgiving reader for diagnosis - :mod:`.lenient`;
+- ``tw-grpo``: the TW-GRPO authors' multi-answer evaluation (strict accuracy and partial credit) - :mod:`.tw_grpo`.
 
 Every record is also read by the lenient reader, so a summary can say how many items only it accepts.
 Regression items are scored by Video-R1's mean relative accuracy under every scorer and averaged apart
@@ -16,7 +17,7 @@ from typing import Any
 
 from videoktr.errors import UserError
 from videoktr.eval.benchmarks import BenchItem
-from videoktr.eval.scorers import lenient, lmms_eval, official, video_r1  # noqa: F401  (register)
+from videoktr.eval.scorers import lenient, lmms_eval, official, tw_grpo, video_r1  # noqa: F401  (register)
 from videoktr.eval.scorers.base import OFFICIAL, SCORERS, GoldError, result
 
 DEFAULT_SCORER = "video-r1"

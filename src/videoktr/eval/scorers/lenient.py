@@ -3,7 +3,8 @@
 Not comparable with any published number. The answer is the content of the **last** ``<answer>`` pair (else the
 whole stripped output); multiple choice accepts a leading letter in the forms ``B``, ``B.``, ``(B)``,
 ``B) text``, ``B: text``, ``Option B``, ``Answer: B``, ``The answer is B`` (upper case only: a lone ``a`` is an
-article; letters outside the options count as none); numerical uses the Video-R1 rule on that answer; OCR /
+article; letters outside the options count as none); an item with several gold letters (``A,C``) is correct when
+the standalone capital letters of the answer are exactly that set; numerical uses the Video-R1 rule on that answer; OCR /
 free-form use the training reward's scorer and are correct at score 1; regression is Video-R1's mean relative
 accuracy. TempCompass yes/no accepts a leading ``yes`` / ``no`` in any case; caption matching accepts the label
 (``Caption B``, ``B``, ``Option 2``, ``2``) or the caption text.
@@ -20,7 +21,13 @@ from videoktr.eval.benchmarks import BenchItem
 from videoktr.eval.scorers.base import SCORERS, GoldError, regression, result
 from videoktr.rewards.accuracy import GoldError as RewardGoldError
 from videoktr.rewards.accuracy import score_answer
-from videoktr.rewards.parsing import extract_answer, extract_letter, option_letters, parse_number
+from videoktr.rewards.parsing import (
+    extract_answer,
+    extract_letter,
+    extract_letter_set,
+    option_letters,
+    parse_number,
+)
 
 _WORD = re.compile(r"[A-Za-z]+")
 # "Caption B", "Option 2", "(B)", "B.", "B:", "B" - but not the article in "A man ...".
@@ -64,6 +71,10 @@ def score_lenient(item: BenchItem, output: str) -> dict[str, Any]:
         return _caption(item, answer)
     if item.problem_type == "regression":
         return regression(answer, item.answer)
+    if item.problem_type == "multiple choice" and "," in item.answer:  # several gold letters (TW-GRPO)
+        letters = extract_letter_set(answer, option_letters(item.options))
+        gold = {letter.strip() for letter in item.answer.split(",")}
+        return result(",".join(sorted(letters)) or None, letters == gold)
     if item.problem_type == "multiple choice":
         letter = extract_letter(answer, option_letters(item.options))
         return result(letter, letter is not None and letter == item.answer)

@@ -101,7 +101,9 @@ def summarize(
             f"{summary['n_no_rule']} items have a problem type Video-R1's evaluation has no rule for; they score "
             "0 as there (use --scorer official or lenient to read them)"
         )
-    multi = [r for r in counted if r.get("problem_type") == "multiple choice" and "," in str(r.get("answer", ""))]
+    multi = [
+        r for r in counted if r.get("problem_type") == "multiple choice" and "," in str(r.get("answer", ""))
+    ]
     if multi and not summary["partial_credit"]:
         notes.append(
             f"{len(multi)} items have several correct letters; scorer {scorer!r} compares them as written: use "

@@ -294,8 +294,10 @@ def test_registries_list_what_can_be_chosen():
     from videoktr.eval.scorers import OFFICIAL, SCORERS
     from videoktr.eval.scorers.video_r1 import VIDEO_R1_RULES
 
-    assert SCORERS.names() == ["lenient", "official", "video-r1"]
-    assert OFFICIAL.names() == ["mmvu", "tempcompass", "video-holmes", "video-r1", "videomme", "videommmu"]
+    assert SCORERS.names() == ["lenient", "official", "tw-grpo", "video-r1"]
+    assert OFFICIAL.names() == [
+        "clevrer", "mmvu", "nextgqa", "tempcompass", "video-holmes", "video-r1", "videomme", "videommmu"
+    ]  # fmt: skip
     assert VIDEO_R1_RULES.names() == ["multiple choice", "numerical", "regression"]
 
 

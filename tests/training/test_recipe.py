@@ -124,7 +124,10 @@ def test_build_trainer_skips_and_records_undecodable_videos(make_trainer, synthe
     train = tmp_path / "train.json"
     train.write_text(json.dumps([missing, records[0], garbage, records[1]]))
 
-    trainer = make_trainer(data={"train": str(train), "root": str(synthetic_data["root"])})
+    data = {"train": str(train), "root": str(synthetic_data["root"])}
+    with pytest.raises(UserError, match=r"#2 \(id garbage-1\): path: .*outside the data root"):
+        make_trainer(data=data)  # broken.mp4 is not under the root
+    trainer = make_trainer(data={**data, "allow_outside_root": True})
 
     skipped = trainer.skipped_videos
     assert [s["problem_id"] for s in skipped] == ["missing-1", "garbage-1"]

@@ -211,16 +211,13 @@ def test_unmoved_tokens_are_not_candidates_below_fraction_one(video_batch):
 
 # ------------------------------------------------------------------------------------------- reward errors
 def test_failing_reward_names_the_reward_and_the_sample(make_trainer, synthetic_data, tmp_path):
+    # a record without a solution is refused before training (tests/test_faults.py); here a row loses it after
+    # the check, so the reward itself must name the sample it cannot score
     records = json.loads(synthetic_data["train"].read_text())
     bad_id = records[1]["problem_id"]
-    del records[1]["solution"]
-    train = tmp_path / "train.json"
-    train.write_text(json.dumps(records))
-    trainer = make_trainer(
-        rewards=["accuracy"],
-        data={"train": str(train), "root": str(synthetic_data["root"])},
-        accuracy_reward="accuracy",
-        max_steps=1,
+    trainer = make_trainer(rewards=["accuracy"], accuracy_reward="accuracy", max_steps=1)
+    trainer.train_dataset = trainer.train_dataset.map(
+        lambda row: {"solution": None if row["problem_id"] == bad_id else row["solution"]}
     )
     with pytest.raises(
         RewardError, match=rf"reward .accuracy. cannot score sample problem_id=.?{re.escape(bad_id)}"

@@ -2,6 +2,7 @@
 
     videoktr make-synthetic --out data/synthetic --train 256 --test 64 --seed 0
     videoktr validate-data data/synthetic/train_sft.json --root data/synthetic --kind sft --frames 8
+    videoktr validate-data data/train.json --root data   # fields, ids, paths under the root, videos decode
 
 ``validate-data`` prints every problem with its record (index and id), then a summary; exit code 1 when there is
 an error (warnings, such as several records sharing a video, do not fail), 2 for a usage error.
@@ -40,7 +41,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--root", required=True, help="folder the records' paths are relative to")
     check.add_argument("--kind", choices=("rl", "sft"), default="rl", help="sft also requires `process`")
     check.add_argument("--no-decode", action="store_true", help="only check that media files exist")
-    check.add_argument("--frames", type=int, default=16, help="frames to sample when decoding (even)")
+    check.add_argument(
+        "--frames",
+        type=int,
+        default=None,
+        help="require every video to give this many sampled frames (even; use the recipe's video_frames). "
+        "Default: only check that each video decodes (2 frames)",
+    )
+    check.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="accept media paths outside --root (absolute paths elsewhere, ../)",
+    )
     check.set_defaults(func=run)
 
 
@@ -73,9 +85,18 @@ def run_validate_data(args: argparse.Namespace) -> int:
     from videoktr.data.schema import validate_dataset
     from videoktr.data.video import VideoSamplingConfig
 
-    sampling = VideoSamplingConfig(num_frames=args.frames)
+    sampling = VideoSamplingConfig(num_frames=args.frames or 2)
     report = validate_dataset(
-        args.file, args.root, kind=args.kind, decode=not args.no_decode, sampling=sampling
+        args.file,
+        args.root,
+        kind=args.kind,
+        decode=not args.no_decode,
+        sampling=sampling,
+        allow_outside_root=args.allow_outside_root,
     )
     print(report.format())
+    if args.frames is None and not args.no_decode:
+        print(
+            "videos were checked to decode; pass --frames N to also require N frames (the recipe's video_frames)"
+        )
     return 0 if report.ok else 1

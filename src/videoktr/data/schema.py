@@ -6,13 +6,20 @@ A record::
      "problem_type": "multiple choice", "options": ["A. red", "B. green", "C. blue", "D. yellow"],
      "solution": "<answer>B</answer>", "path": "videos/train-0007.mp4", "data_source": "synthetic"}
 
-``path`` is relative to a data root given by the user. SFT records add ``process`` = ``"<think>...</think>"``.
-``options`` may be null or an empty list unless the problem is multiple choice. ``data_source`` is optional.
+``path`` is relative to a data root given by the user and must stay under it (no absolute path elsewhere, no
+``../`` out of it) unless ``allow_outside_root``: a train file must not reach the test split's videos unnoticed.
+SFT records add ``process`` = ``"<think>...</think>"``. ``options`` may be null or an empty list unless the problem
+is multiple choice. ``data_source`` is optional.
+
+:func:`check_records` is the one record check of ``validate-data``, ``train`` and ``eval`` (Video-R1 files): every
+record is checked (fields, types, options vs solution, duplicate ids, paths under the root and, optionally, that the
+media exist and decode) before any model loads, and every problem is reported with its record index and id.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import defaultdict
 from collections.abc import Mapping
@@ -32,6 +39,9 @@ __all__ = [
     "load_records",
     "validate_record",
     "validate_dataset",
+    "check_records",
+    "require_valid",
+    "resolve_media",
     "answer_text",
     "option_letters",
 ]
@@ -223,6 +233,20 @@ def _check_duplicates(records: list, report: DataReport) -> None:
             )
 
 
+def resolve_media(root: Path, path: str, allow_outside_root: bool = False) -> tuple[Path, str | None]:
+    """``(file, problem)``: the record's media file under ``root`` and, when it lies outside ``root`` (an absolute
+    path elsewhere, or ``../`` climbing out) and that is not allowed, why. The test is on the written path, not on
+    symlinks: a ``videos`` folder linked to another disk stays under the root."""
+    base = Path(os.path.normpath(Path(root).absolute()))
+    file = Path(os.path.normpath(base / path))
+    if allow_outside_root or file.is_relative_to(base):
+        return file, None
+    return file, (
+        f"path: {path!r} resolves to {file}, outside the data root {root}; keep media under the root, or pass "
+        "--allow-outside-root (recipe: data.allow_outside_root: true) if that is intended"
+    )
+
+
 def _media_problem(file: Path, data_type: str, sampling: VideoSamplingConfig) -> str | None:
     """Why ``file`` cannot be used, or None when it decodes."""
     if data_type == "image":
@@ -242,7 +266,13 @@ def _media_problem(file: Path, data_type: str, sampling: VideoSamplingConfig) ->
 
 
 def _check_media(
-    records: list, root: Path, decode: bool, sampling: VideoSamplingConfig, report: DataReport
+    records: list,
+    root: Path,
+    exists: bool,
+    decode: bool,
+    sampling: VideoSamplingConfig,
+    report: DataReport,
+    allow_outside_root: bool,
 ) -> None:
     decoded: dict[Path, str | None] = {}  # each file decoded once, even when several records share it
     for index, record in enumerate(records):
@@ -252,8 +282,13 @@ def _check_media(
             or not record["path"].strip()
         ):
             continue
-        file = root / record["path"]
+        file, outside = resolve_media(root, record["path"], allow_outside_root)
         pid = record.get("problem_id")
+        if outside:
+            report.problems.append(Problem(index, pid, outside))
+            continue
+        if not exists:
+            continue
         if not file.is_file():
             report.problems.append(Problem(index, pid, f"path: file not found: {file}"))
             continue
@@ -266,27 +301,67 @@ def _check_media(
     report.num_decoded = sum(1 for problem in decoded.values() if problem is None)
 
 
-def validate_dataset(
-    path: str | Path,
+def check_records(
+    records: list,
     root: str | Path,
+    *,
+    path: str | Path = "<records>",
     kind: str = "rl",
+    exists: bool = True,
     decode: bool = True,
     sampling: VideoSamplingConfig | None = None,
+    allow_outside_root: bool = False,
 ) -> DataReport:
-    """Check every record of ``path`` (fields, types, options vs solution, duplicate ids, media files under
-    ``root`` exist and, with ``decode``, decode with ``sampling``) and collect all problems with record ids."""
+    """Every problem of ``records`` (read from ``path``) with its record index and id: fields and types
+    (:func:`validate_record`), duplicate ids, media paths under ``root`` and, with ``exists`` / ``decode``, media
+    files present / decodable with ``sampling``. An empty list is an error. Nothing is raised for bad records."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(
             f"data root {root} is not a directory; pass the folder the records' paths are relative to"
         )
     sampling = sampling if sampling is not None else VideoSamplingConfig()
-    records = load_records(path)
     report = DataReport(path=str(path), num_records=len(records))
+    if not records:
+        report.problems.append(Problem(None, None, "no records: the file holds an empty list"))
     for index, record in enumerate(records):
         pid = record.get("problem_id") if isinstance(record, dict) else None
         report.problems += [Problem(index, pid, message) for message in validate_record(record, kind)]
     _check_duplicates(records, report)
-    _check_media(records, root, decode, sampling, report)
+    _check_media(records, root, exists, decode, sampling, report, allow_outside_root)
     report.problems.sort(key=lambda p: (-1 if p.index is None else p.index, p.severity != "error"))
     return report
+
+
+def require_valid(report: DataReport, what: str = "data", limit: int = 50) -> None:
+    """Raise :class:`UserError` listing every error of ``report`` (up to ``limit`` lines, then a count)."""
+    errors = report.errors
+    if not errors:
+        return
+    lines = [f"  {p.label()}: {p.message}" for p in errors[:limit]]
+    if len(errors) > limit:
+        lines.append(f"  ... and {len(errors) - limit} more (`videoktr validate-data` lists them all)")
+    raise UserError(
+        f"{report.path}: {len(errors)} problem(s) in the {what}, nothing was trained or evaluated:\n"
+        + "\n".join(lines)
+    )
+
+
+def validate_dataset(
+    path: str | Path,
+    root: str | Path,
+    kind: str = "rl",
+    decode: bool = True,
+    sampling: VideoSamplingConfig | None = None,
+    allow_outside_root: bool = False,
+) -> DataReport:
+    """Check every record of ``path`` (fields, types, options vs solution, duplicate ids, media files under
+    ``root`` exist and, with ``decode``, decode with ``sampling``) and collect all problems with record ids."""
+    if not Path(root).is_dir():
+        raise UserError(
+            f"data root {root} is not a directory; pass the folder the records' paths are relative to"
+        )
+    return check_records(
+        load_records(path), root, path=path, kind=kind, decode=decode, sampling=sampling,
+        allow_outside_root=allow_outside_root,
+    )  # fmt: skip

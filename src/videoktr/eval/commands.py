@@ -78,6 +78,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--limit", type=int, help="Only the first N items")
     parser.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="Accept video paths outside --video-root (absolute paths elsewhere, ../)",
+    )
+    parser.add_argument(
         "--retry-errors", action="store_true", help="On resume, regenerate items that had an error"
     )
     parser.add_argument(
@@ -218,6 +223,25 @@ def _backend(args: argparse.Namespace, sampling, generation):
     return HFBackend(model, processor, sampling, generation)
 
 
+def _check_video_r1_records(args: argparse.Namespace) -> None:
+    """The record check ``train`` and ``validate-data`` run (every problem listed), before anything loads."""
+    from pathlib import Path
+
+    from videoktr.data.schema import check_records, require_valid
+    from videoktr.eval.benchmarks import read_annotations
+
+    rows = read_annotations(Path(args.data))
+    if isinstance(rows, dict) and isinstance(rows.get("results"), list):
+        rows = rows["results"]  # Video-R1's eval output files keep the records under "results"
+    if not isinstance(rows, list):
+        return  # the loader names the problem
+    report = check_records(
+        rows, args.video_root, path=args.data, exists=False, decode=False,
+        allow_outside_root=args.allow_outside_root,
+    )  # fmt: skip
+    require_valid(report, "benchmark file")
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -233,7 +257,10 @@ def run(args: argparse.Namespace) -> int:
     config = EvalRunConfig(
         video_root=Path(args.video_root), batch_size=args.batch_size, template=args.template,
         skip_missing=args.skip_missing, limit=args.limit, retry_errors=args.retry_errors, scorer=args.scorer,
+        allow_outside_root=args.allow_outside_root,
     )  # fmt: skip
+    if args.bench == "video-r1":
+        _check_video_r1_records(args)
     items = load_benchmark(args.bench, args.data)
     predictions = Path(args.predictions or f"eval_results/{args.bench}_predictions.jsonl")
     # refuse what cannot run before the (slow) model load: every missing video, the scorer, the prompt, a mixed resume

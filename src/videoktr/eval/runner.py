@@ -104,6 +104,10 @@ class EvalRunConfig:
     max_consecutive_errors: int = field(
         default=20, metadata={"help": "Stop after this many failed items in a row."}
     )
+    allow_outside_root: bool = field(
+        default=False,
+        metadata={"help": "Accept video paths outside video_root (absolute paths elsewhere, ../)."},
+    )
 
     def __post_init__(self) -> None:
         self.video_root = Path(self.video_root)
@@ -125,14 +129,26 @@ class Backend(Protocol):
 
 
 def video_path(item: BenchItem, video_root: Path) -> Path:
-    """The item's video file: its path if absolute, else under ``video_root``."""
-    path = Path(item.video)
-    return path if path.is_absolute() else video_root / path
+    """The item's video file: its path under ``video_root`` (an absolute path is kept as it is)."""
+    from videoktr.data.schema import resolve_media
+
+    return resolve_media(Path(video_root), item.video, allow_outside_root=True)[0]
 
 
 def check_videos(items: list[BenchItem], config: EvalRunConfig) -> tuple[list[BenchItem], list[BenchItem]]:
-    """Split items into (with video, missing). Missing videos are all listed in one error unless skip_missing;
-    every video missing is an error either way (nothing would be scored)."""
+    """Split items into (with video, missing). Videos outside ``video_root`` are an error (all listed) unless
+    ``allow_outside_root``; missing videos are all listed in one error unless skip_missing; every video missing is
+    an error either way (nothing would be scored)."""
+    from videoktr.data.schema import resolve_media
+
+    outside = [
+        (item, problem)
+        for item in items
+        if (problem := resolve_media(config.video_root, item.video, config.allow_outside_root)[1])
+    ]
+    if outside:
+        listing = "\n".join(f"  {item.id}: {problem}" for item, problem in outside[:50])
+        raise UserError(f"{len(outside)} of {len(items)} videos are outside --video-root:\n{listing}")
     missing = [item for item in items if not video_path(item, config.video_root).is_file()]
     if missing and (not config.skip_missing or len(missing) == len(items)):
         shown = missing[:50]

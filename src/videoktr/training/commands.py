@@ -23,13 +23,16 @@ def run(args: argparse.Namespace) -> int:
         from videoktr.errors import UserError
 
         raise UserError("--config FILE.yaml is required (recipes are in configs/)")
-    from videoktr.training.recipe import build_trainer, load_recipe, save_run_files
+    from videoktr.training.checkpoint import resolve_resume
+    from videoktr.training.recipe import build_trainer, load_recipe, make_config, save_run_files
 
     recipe = load_recipe(args.config, args.overrides)
-    trainer = build_trainer(recipe)
+    config = make_config(recipe.trainer)
+    # the checkpoint is found (or refused) before the data is checked and the model loads
+    resume = resolve_resume(recipe.resume_from_checkpoint, config.output_dir, not config.save_only_model)
+    trainer = build_trainer(recipe, config=config)
     if trainer.accelerator.is_main_process:
         save_run_files(recipe, trainer.args.output_dir)
-    resume = recipe.resume_from_checkpoint
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(trainer.args.output_dir)
     trainer.processing_class.save_pretrained(trainer.args.output_dir)

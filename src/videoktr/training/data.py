@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from videoktr.data.schema import resolve_media
 from videoktr.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -34,8 +35,9 @@ class PreparedData:
 
 
 def resolve_video(record: dict, root: str | Path) -> Path:
-    path = Path(record["path"])
-    return path if path.is_absolute() else Path(root) / path
+    """The record's video: its path under ``root`` (absolute paths kept; whether it may leave the root is
+    decided by the record check before this)."""
+    return resolve_media(Path(root), record["path"], allow_outside_root=True)[0]
 
 
 def prepare_rl_rows(
@@ -45,8 +47,13 @@ def prepare_rl_rows(
     from videoktr.data.prompts import build_question
     from videoktr.data.video import VideoDecodeError, decode_video
 
+    # every row carries the same columns (None where a record has no such field): the first record must not decide
+    # the dataset's columns for all
+    columns = [k for k in REWARD_COLUMNS if any(isinstance(r, dict) and k in r for r in records)]
     rows, skipped = [], []
     for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise UserError(f"record #{index}: expected a JSON object, got {type(record).__name__}")
         if record.get("data_type", "video") != "video":
             raise UserError(
                 f"record {record.get('problem_id', index)}: data_type={record.get('data_type')!r}; the video "
@@ -67,7 +74,7 @@ def prepare_rl_rows(
             {"type": "text", "text": build_question(record, template)},
         ]
         row = {"prompt": [{"role": "user", "content": content}]}
-        row.update({k: record.get(k) for k in REWARD_COLUMNS if k in record})
+        row.update({k: record.get(k) for k in columns})
         rows.append(row)
     if not rows:
         raise UserError(f"no usable record: all {len(records)} were skipped (first: {skipped[:1]})")

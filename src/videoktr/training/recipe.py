@@ -3,7 +3,7 @@
 ```yaml
 base: other.yaml                # optional: read that recipe first, then deep-merge this one over it
 model: runs/demo/sft            # a local checkpoint directory (from_pretrained)
-data: {train: data/train.json, root: data}
+data: {train: data/train.json, root: data}   # + allow_outside_root: true to accept media outside the root
 rewards: [accuracy, format]     # names in videoktr.rewards or dotted paths
 lora: null                      # or {r: 16, alpha: 32, dropout: 0.05, target_modules: [q_proj, v_proj]}
 freeze_vision: false
@@ -187,22 +187,48 @@ def load_model(
     return model, processor, peft_config
 
 
+DATA_KEYS = ("train", "root", "allow_outside_root")
+
+
+def check_training_data(recipe: Recipe, kind: str = "rl") -> tuple[list[dict], str]:
+    """(records, root) of ``recipe.data`` after the shared record check (:func:`videoktr.data.schema.check_records`)
+    of every record: fields, answers vs options, duplicate ids, paths under the root. Raises :class:`UserError`
+    listing every problem; runs before any model loads."""
+    from videoktr.data.schema import check_records, load_records, require_valid
+
+    data = recipe.data if isinstance(recipe.data, dict) else {}
+    unknown = sorted(set(data) - set(DATA_KEYS))
+    if "train" not in data or unknown:
+        raise UserError(
+            f"recipe data: {data!r}: needs 'train' (and optionally {', '.join(DATA_KEYS[1:])})"
+            + (f"; unknown keys {unknown}" if unknown else "")
+        )
+    allow = data.get("allow_outside_root", False)
+    if not isinstance(allow, bool):
+        raise UserError(f"data.allow_outside_root={allow!r} must be true or false")
+    records = load_records(data["train"])
+    root = str(data.get("root", Path(data["train"]).parent))
+    # existence and decoding are checked when the rows are prepared (an undecodable video is skipped and counted)
+    report = check_records(
+        records, root, path=data["train"], kind=kind, exists=False, decode=False, allow_outside_root=allow
+    )
+    require_valid(report, "training data")
+    return records, root
+
+
 def build_trainer(recipe: Recipe, config=None, model=None, processor=None):
     """Everything but ``train()``: data checked, model loaded, ``KTRTrainer`` constructed."""
-    from videoktr.data.schema import load_records
     from videoktr.training.data import prepare_rl_rows, to_dataset
     from videoktr.training.trainer import KTRTrainer
 
     config = config or make_config(recipe.trainer)
+    records, root = check_training_data(recipe)
+    prepared = prepare_rl_rows(records, root, config.video_sampling(), config.prompt_template)
     peft_config = None
     if model is None:
         model, processor, peft_config = load_model(
             recipe.model, recipe.freeze_vision, recipe.lora, init_kwargs=config.model_init_kwargs
         )
-    records = load_records(recipe.data["train"])
-    sampling = config.video_sampling()
-    root = recipe.data.get("root", str(Path(recipe.data["train"]).parent))
-    prepared = prepare_rl_rows(records, root, sampling, config.prompt_template)
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     if config.process_index == 0:  # one writer when several processes run the same recipe
         prepared.write_skipped(Path(config.output_dir) / "skipped_videos.jsonl")

@@ -23,6 +23,7 @@ from trl import GRPOTrainer
 from videoktr import core
 from videoktr.models.forwards import QwenVLForwards
 from videoktr.training.bonuses import RewardBonusMixin
+from videoktr.training.checkpoint import ResumeMixin
 from videoktr.training.config import KTRConfig
 from videoktr.training.rollout import RolloutVideoMixin, prompt_text, prompt_video_path
 from videoktr.training.selection import SelectionMixin
@@ -51,7 +52,7 @@ TRL_METRIC_NAMES = {
 }
 
 
-class KTRTrainer(RolloutVideoMixin, RewardBonusMixin, SelectionMixin, GRPOTrainer):
+class KTRTrainer(ResumeMixin, RolloutVideoMixin, RewardBonusMixin, SelectionMixin, GRPOTrainer):
     """GRPO with Video-KTR key-token selection and the GRPO / entropy / T-GRPO / TW-GRPO baselines.
 
     Args are those of ``trl.GRPOTrainer``; ``args`` must be a :class:`KTRConfig` and ``processing_class`` the

@@ -1,0 +1,157 @@
+"""Resume restores everything: an interrupted and resumed run equals an uninterrupted one, parameter by parameter,
+with the same logged losses at every step (CPU, same seed)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from videoktr.data.synthetic import make_synthetic
+from videoktr.errors import UserError
+
+LOGGED = ("loss", "grad_norm", "reward", "learning_rate")
+
+
+class StopAt(TrainerCallback):
+    """Stop training after optimizer step ``step`` (after its checkpoint is written): a kill between steps."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+
+
+@pytest.fixture(scope="module")
+def four_records(tmp_path_factory):
+    paths = make_synthetic(tmp_path_factory.mktemp("four"), n_train=4, n_test=1, seed=1, num_frames=8)
+    return {"train": str(paths["train"]), "root": str(paths["root"])}
+
+
+def _logged(trainer) -> dict[int, dict[str, float]]:
+    return {h["step"]: {k: h[k] for k in LOGGED if k in h} for h in trainer.state.log_history if "loss" in h}
+
+
+def _params(trainer) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+
+
+def run_pair(make_trainer, tmp_path, stop: int, data=None, recipe=None, **fields):
+    """(uninterrupted trainer, resumed trainer) of the same run, the second stopped after ``stop`` then resumed."""
+    fields = dict(save_strategy="steps", save_steps=1, **fields)
+    full = make_trainer(data=data, recipe=recipe, output_dir=str(tmp_path / "full"), **fields)
+    full.train()
+    first = make_trainer(data=data, recipe=recipe, output_dir=str(tmp_path / "cut"), **fields)
+    first.add_callback(StopAt(stop))
+    first.train()
+    assert first.state.global_step == stop
+    resumed = make_trainer(data=data, recipe=recipe, output_dir=str(tmp_path / "cut"), **fields)
+    resumed.train(resume_from_checkpoint=True)
+    return full, resumed
+
+
+def assert_same_run(full, resumed):
+    assert resumed.state.global_step == full.state.global_step
+    assert _logged(resumed) == _logged(full)
+    a, b = _params(full), _params(resumed)
+    assert a.keys() == b.keys()
+    different = [n for n in a if not torch.equal(a[n], b[n])]
+    assert different == []
+
+
+def test_resume_equals_uninterrupted_in_a_later_epoch(make_trainer, four_records, tmp_path):
+    # 4 prompts, 1 per step: stopped at step 5, inside the second epoch (its order is the seed's second draw);
+    # 8 frames = 4 temporal patches, so the temporal shuffle draws from the perturbation generator
+    full, resumed = run_pair(
+        make_trainer, tmp_path, stop=5, data=four_records, method="ktr", per_device_train_batch_size=2,
+        max_steps=7, video_frames=8,
+    )  # fmt: skip
+    assert_same_run(full, resumed)
+
+
+def test_resume_between_a_generation_and_its_last_use(make_trainer, four_records, tmp_path):
+    # accumulation 2, steps_per_generation 4, num_iterations 2: one generation feeds 4 optimizer steps; stopping
+    # after step 2 leaves half of the buffered completions (and TRL's micro-step counter) to the checkpoint
+    full, resumed = run_pair(
+        make_trainer, tmp_path, stop=2, data=four_records, method="ktr", per_device_train_batch_size=2,
+        gradient_accumulation_steps=2, steps_per_generation=4, num_iterations=2, max_steps=5,
+    )  # fmt: skip
+    assert_same_run(full, resumed)
+
+
+def test_resume_with_lora(make_trainer, tmp_path):
+    lora = {"lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}}
+    full, resumed = run_pair(
+        make_trainer, tmp_path, stop=2, recipe=lora, method="grpo", per_device_train_batch_size=2, max_steps=3
+    )
+    assert any("lora_" in n for n, p in resumed.model.named_parameters() if p.requires_grad)
+    assert_same_run(full, resumed)
+
+
+# ---------------------------------------------------------------------------- choosing and checking a checkpoint
+def _fake_checkpoint(path, complete=True):
+    path.mkdir(parents=True)
+    for name in ("model.safetensors", "optimizer.pt", "videoktr_state.pt"):
+        (path / name).write_bytes(b"x")
+    if complete:
+        (path / "trainer_state.json").write_text("{}")
+    return path
+
+
+def test_newest_complete_checkpoint_is_chosen_and_incomplete_ones_named(tmp_path, caplog):
+    from videoktr.training.checkpoint import resolve_resume
+
+    _fake_checkpoint(tmp_path / "checkpoint-2")
+    _fake_checkpoint(tmp_path / "checkpoint-10")
+    _fake_checkpoint(tmp_path / "checkpoint-12", complete=False)  # killed while saving
+    with caplog.at_level(logging.WARNING):
+        assert resolve_resume(True, tmp_path) == str(tmp_path / "checkpoint-10")  # 10 > 2 numerically
+    assert "checkpoint-12" in caplog.text and "missing trainer_state.json" in caplog.text
+    assert resolve_resume(None, tmp_path) is None
+    with pytest.raises(UserError, match="not a complete checkpoint .missing trainer_state.json"):
+        resolve_resume(str(tmp_path / "checkpoint-12"), tmp_path)
+
+
+def test_resume_without_any_checkpoint_is_a_user_error(tmp_path):
+    from videoktr.training.checkpoint import resolve_resume
+
+    with pytest.raises(UserError, match="(?s)no complete checkpoint-N in .*resume_from_checkpoint=null"):
+        resolve_resume(True, tmp_path / "never_trained")
+    _fake_checkpoint(tmp_path / "checkpoint-1", complete=False)
+    with pytest.raises(UserError, match="checkpoint-1: missing trainer_state.json"):
+        resolve_resume(True, tmp_path)
+
+
+def test_checkpoint_of_another_model_is_refused(tiny_model_dir, tmp_path):
+    from safetensors.torch import save_file
+
+    from videoktr.models.tiny import load_model_and_processor
+    from videoktr.training.checkpoint import load_model_weights
+
+    model, _ = load_model_and_processor(tiny_model_dir)
+    (tmp_path / "ck").mkdir()
+    save_file({"visual.other.weight": torch.zeros(2)}, str(tmp_path / "ck" / "model.safetensors"))
+    with pytest.raises(UserError, match="does not match the model: .* missing keys .* 1 unexpected"):
+        load_model_weights(model, tmp_path / "ck")
+
+
+def test_saved_keys_are_renamed_to_the_model_layout(tiny_model_dir, tmp_path):
+    # the bug: checkpoint keys are in the hub layout (visual.*, model.layers.*), the module's are model.visual.* /
+    # model.language_model.*; loading must rename them, so +0.5 on every saved tensor shows in the model
+    from safetensors.torch import load_file, save_file
+
+    from videoktr.models.tiny import load_model_and_processor
+    from videoktr.training.checkpoint import load_model_weights
+
+    model, _ = load_model_and_processor(tiny_model_dir)
+    model.save_pretrained(tmp_path / "ck")
+    saved = load_file(str(tmp_path / "ck" / "model.safetensors"))
+    assert any(k.startswith("visual.") for k in saved) and any(k.startswith("model.layers.") for k in saved)
+    save_file({k: v + 0.5 for k, v in saved.items()}, str(tmp_path / "ck" / "model.safetensors"))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    assert load_model_weights(model, tmp_path / "ck")
+    assert all(torch.allclose(p, before[n] + 0.5) for n, p in model.named_parameters())

@@ -25,22 +25,24 @@ from pathlib import Path
 
 
 def _load(path: str):
-    import yaml
-
     from videoktr.demo import DemoConfig
     from videoktr.errors import UserError
+    from videoktr.training.recipe import check_field_types, read_yaml
 
-    raw = yaml.safe_load(Path(path).read_text()) or {}
+    raw = read_yaml(path) or {}
+    if not isinstance(raw, dict) or not isinstance(raw.get("demo", {}), dict):
+        raise UserError(f"{path}: expected a mapping with 'demo' (DemoConfig fields) and 'variants'")
     names = {f.name for f in dataclasses.fields(DemoConfig)}
     demo = raw.get("demo", {})
     unknown = sorted(set(demo) - names)
     if unknown:
         raise UserError(f"{path}: unknown demo settings {unknown}")
+    check_field_types(DemoConfig, demo, f"{path}: demo.")
     variants = raw.get("variants") or []
-    if not variants:
+    if not variants or not isinstance(variants, list):
         raise UserError(f"{path}: 'variants' is empty; list at least one {{name, method, trainer}}")
     for v in variants:
-        if "name" not in v or "method" not in v:
+        if not isinstance(v, dict) or "name" not in v or "method" not in v:
             raise UserError(f"{path}: every variant needs 'name' and 'method' (got {v})")
         unknown_keys = sorted(set(v) - {"name", "method", "trainer", "rewards"})
         if unknown_keys:

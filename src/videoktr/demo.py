@@ -463,21 +463,25 @@ def run_demo(cfg: DemoConfig, out: Path, console=None) -> dict[str, Any]:
 
 
 def load_demo_config(path: str | None, overrides: list[str]) -> DemoConfig:
-    import yaml
-
     from videoktr.errors import UserError
-    from videoktr.training.recipe import parse_value
+    from videoktr.training.recipe import check_field_types, parse_value, read_yaml
 
-    raw = yaml.safe_load(Path(path).read_text()) if path else {}
+    raw = (read_yaml(path) or {}) if path else {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of DemoConfig fields, got {type(raw).__name__}")
     names = {f.name for f in dataclasses.fields(DemoConfig)}
     for item in overrides:
         if "=" not in item:
             raise UserError(f"override {item!r} is not key=value (e.g. rl_steps=20)")
         key, value = item.split("=", 1)
-        raw[key] = parse_value(value)
+        try:
+            raw[key] = parse_value(value)
+        except UserError as err:
+            raise UserError(f"override {item!r}: {err}") from None
     unknown = sorted(set(raw) - names)
     if unknown:
         raise UserError(f"unknown demo settings {unknown}; valid: {', '.join(sorted(names))}")
+    check_field_types(DemoConfig, raw, "demo setting ")
     return DemoConfig(**raw)
 
 

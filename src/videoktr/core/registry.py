@@ -16,13 +16,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from videoktr.errors import UserError  # plain Python (no dependency): core stays torch-only
+
 T = TypeVar("T")
 
 __all__ = ["Registry", "UnknownNameError"]
 
 
-class UnknownNameError(KeyError):
-    """A name that is not in a :class:`Registry`; the message lists the valid names."""
+class UnknownNameError(KeyError, UserError):
+    """A name that is not in a :class:`Registry`; the message lists the valid names. Names come from the user (a
+    config field, ``--bench``), so it is also a :class:`~videoktr.errors.UserError`: a message and exit 2."""
 
     def __init__(self, kind: str, name: str, valid: list[str]):
         self.kind = kind

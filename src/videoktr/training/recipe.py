@@ -72,9 +72,115 @@ def _yaml_load(text: str):
     return yaml.load(text, Loader=Loader)  # a SafeLoader: no arbitrary objects
 
 
+def _yaml_error(err, where: str) -> UserError:
+    """A YAML syntax / constructor error as a message naming ``where`` and the line."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    line = f":{mark.line + 1}" if mark is not None else ""
+    problem = getattr(err, "problem", None) or str(err)
+    note = " (only plain YAML is read: no !!python tags)" if "constructor" in problem else ""
+    return UserError(f"{where}{line}: not valid YAML: {problem}{note}")
+
+
+def read_yaml(path: str | Path):
+    """A YAML file's content (safe loader, ``1e-5`` a float); syntax and tag errors name the file and line."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist")
+    try:
+        return _yaml_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise _yaml_error(err, str(path)) from None
+
+
 def parse_value(text: str):
     """``key=value`` values are YAML scalars/lists: 0.2, 1e-5, true, null, [a, b]."""
-    return _yaml_load(text)
+    import yaml
+
+    try:
+        return _yaml_load(text)
+    except yaml.YAMLError as err:
+        raise _yaml_error(err, f"value {text!r}") from None
+
+
+def _accepts(value: Any, tp: Any) -> bool:
+    """Whether ``value`` (parsed YAML) fits the annotation ``tp``; types it cannot judge are accepted."""
+    import enum
+    import types
+    import typing
+
+    origin = typing.get_origin(tp)
+    if tp is Any or tp is None:
+        return True
+    if tp is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(value, arg) for arg in typing.get_args(tp))
+    if origin is typing.Literal:
+        return value in typing.get_args(tp)
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return isinstance(value, tp) or value in [member.value for member in tp]
+    if tp in (list, tuple) or origin in (list, tuple):  # "a,b" too: the configs split comma-separated strings
+        return isinstance(value, list | tuple | str)
+    if tp is dict or origin is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _describe(tp: Any) -> str:
+    import enum
+    import types
+    import typing
+
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(dict.fromkeys(_describe(arg) for arg in typing.get_args(tp)))
+    if typing.get_origin(tp) is typing.Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "one of " + ", ".join(str(member.value) for member in tp)
+    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+    names.update({list: "a list", dict: "a mapping"})
+    return names.get(tp, names.get(typing.get_origin(tp), getattr(tp, "__name__", str(tp))))
+
+
+def check_field_types(cls: type, values: dict, where: str) -> None:
+    """Refuse a value that does not fit its dataclass field (``use_cpu=maybe``, ``max_steps=abc``) or its
+    ``choices`` metadata, naming ``where + field``; unknown fields are left to the caller."""
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in values.items():
+        if key not in fields:
+            continue
+        tp = hints.get(key)
+        if not _accepts(value, tp):
+            raise UserError(f"{where}{key}={value!r}: expected {_describe(tp)}")
+        choices = fields[key].metadata.get("choices")
+        if choices and value is not None and value not in choices:
+            raise UserError(f"{where}{key}={value!r}: expected one of {', '.join(map(str, choices))}")
+
+
+@dataclass
+class LoraOptions:
+    """The recipe's ``lora`` mapping (PEFT ``LoraConfig``)."""
+
+    r: int = field(default=16, metadata={"help": "LoRA rank."})
+    alpha: float = field(default=32, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
+    dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA branch."})
+    target_modules: list = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        metadata={"help": "Module names that get adapters."},
+    )
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -94,7 +200,10 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             if not isinstance(node[part], dict):
                 raise UserError(f"override {item!r}: {part!r} is not a mapping in the recipe")
             node = node[part]
-        node[parts[-1]] = parse_value(value)
+        try:
+            node[parts[-1]] = parse_value(value)
+        except UserError as err:
+            raise UserError(f"override {item!r}: {err}") from None
     return raw
 
 
@@ -111,7 +220,11 @@ def _read_with_base(path: Path, seen: tuple = ()) -> dict:
     """A recipe YAML; ``base: other.yaml`` (relative to this file) is read first and deep-merged under it."""
     if path in seen:
         raise UserError(f"recipe {path}: 'base' chain loops ({' -> '.join(map(str, seen))})")
-    raw = _yaml_load(path.read_text()) or {}
+    raw = read_yaml(path) or {}
+    if not isinstance(raw, dict):
+        raise UserError(
+            f"recipe {path}: expected a mapping of {', '.join(TOP_LEVEL)}, got {type(raw).__name__}"
+        )
     base = raw.pop("base", None)
     if base is None:
         return raw
@@ -133,6 +246,12 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     for key in ("model", "data"):
         if key not in raw:
             raise UserError(f"{path}: missing '{key}' ({Recipe.__dataclass_fields__[key].metadata['help']})")
+    check_field_types(Recipe, raw, f"{path}: ")
+    if isinstance(raw.get("lora"), dict):
+        unknown = sorted(set(raw["lora"]) - {f.name for f in dataclasses.fields(LoraOptions)})
+        if unknown:
+            raise UserError(f"{path}: unknown lora keys {unknown}; valid: r, alpha, dropout, target_modules")
+        check_field_types(LoraOptions, raw["lora"], f"{path}: lora.")
     return Recipe(**raw)
 
 
@@ -144,6 +263,7 @@ def make_config(trainer: dict):
     unknown = sorted(set(trainer) - names)
     if unknown:
         raise UserError(f"trainer: unknown KTRConfig fields {unknown} (see `videoktr train --list-fields`)")
+    check_field_types(KTRConfig, trainer, "trainer.")
     try:
         return KTRConfig(**trainer)
     except ValueError as err:
@@ -177,11 +297,12 @@ def load_model(
     if lora:
         from peft import LoraConfig
 
+        options = LoraOptions(**lora)
         peft_config = LoraConfig(
-            r=lora.get("r", 16),
-            lora_alpha=lora.get("alpha", 32),
-            lora_dropout=lora.get("dropout", 0.05),
-            target_modules=lora.get("target_modules", ["q_proj", "k_proj", "v_proj", "o_proj"]),
+            r=options.r,
+            lora_alpha=options.alpha,
+            lora_dropout=options.dropout,
+            target_modules=list(options.target_modules),
             task_type="CAUSAL_LM",
         )
     return model, processor, peft_config

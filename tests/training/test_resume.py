@@ -73,6 +73,11 @@ def test_resume_equals_uninterrupted_in_a_later_epoch(make_trainer, four_records
     assert_same_run(full, resumed)
 
 
+# models/forwards.py on main enters one accelerator.autocast() context once per chunk (AttributeError on the second);
+# fixed on branch i9-shape. Only that crash is tolerated: a resumed run that differs still fails this test.
+@pytest.mark.xfail(
+    raises=AttributeError, strict=False, reason="autocast context re-entered (fixed in i9-shape)"
+)
 def test_resume_between_a_generation_and_its_last_use(make_trainer, four_records, tmp_path):
     # accumulation 2, steps_per_generation 4, num_iterations 2: one generation feeds 4 optimizer steps; stopping
     # after step 2 leaves half of the buffered completions (and TRL's micro-step counter) to the checkpoint

@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.config, args.overrides)
     from videoktr.training.checkpoint import resolve_resume  # imports torch: after the recipe is read
+
     config = make_config(recipe.trainer)
     # the checkpoint is found (or refused) before the data is checked and the model loads
     resume = resolve_resume(recipe.resume_from_checkpoint, config.output_dir, not config.save_only_model)

@@ -13,8 +13,9 @@ What the engines save and what they miss (transformers 5.23, TRL 1.16):
   ``e``-th draw from the seed (the same orders as TRL's in an uninterrupted run) whenever the loop sets the epoch.
 - **Trainer state outside the engine:** TRL's micro-step counter and its buffer of generated completions (with
   ``steps_per_generation`` or ``num_iterations`` > 1 a checkpoint can fall between a generation and its last use),
-  our perturbation generator and the recorded selections. :class:`ResumeMixin` writes them per process to
-  ``videoktr_state[_<rank>].pt`` beside the RNG state and restores them with it.
+  and our perturbation generator. :class:`ResumeMixin` writes them per process to ``videoktr_state[_<rank>].pt``
+  beside the RNG state and restores them with it; ``selection.jsonl`` loses the records of steps after the
+  checkpoint (they are generated again).
 - **Incomplete checkpoints.** ``trainer_state.json`` is written last; a checkpoint without it (or without its
   weights / optimizer / our state) was cut off mid-save. :func:`resolve_resume` skips those with a warning naming them
   and picks the newest complete one; ``true`` with none is a :class:`UserError`.
@@ -252,7 +253,6 @@ class ResumeMixin:
             "step": self._step,
             "buffered_inputs": self._buffered_inputs,
             "ktr_generator": self._ktr_generator.get_state(),
-            "selection_records": self.selection_records,
         }
         torch.save(state, self._state_file(output_dir))
 
@@ -272,4 +272,28 @@ class ResumeMixin:
         self._step = state["step"]
         self._buffered_inputs = _to_device(state["buffered_inputs"], self.accelerator.device)
         self._ktr_generator.set_state(state["ktr_generator"])
-        self.selection_records = state["selection_records"]
+        self._truncate_selection_log()
+
+    def _truncate_selection_log(self) -> None:
+        """Drop the ``selection.jsonl`` records of steps after the checkpoint (written before the run was killed,
+        generated again now), so the resumed log holds each step once."""
+        import json
+
+        from videoktr.training.selection import SELECTION_FILE
+
+        path = Path(self.args.output_dir) / SELECTION_FILE
+        if not self.accelerator.is_main_process or not path.is_file():
+            return
+        step = self.state.global_step
+        lines = path.read_text().splitlines(keepends=True)
+        kept = []
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                if json.loads(line).get("step", -1) < step:
+                    kept.append(line)
+            except ValueError:  # a line cut off when the run was killed
+                logger.warning("%s: dropping a cut-off line", path)
+        if len(kept) != len(lines):
+            path.write_text("".join(kept))

@@ -24,7 +24,7 @@ def test_score_command_writes_summary(tmp_path, capsys):
         summary["accuracy"] == 0.25 and summary["by_category"]["question_type/SR"] == 1.0
     )  # see test_scoring
     printed = capsys.readouterr().out
-    assert "question_type/TA" in printed and "25.00%" in printed
+    assert "question_type: TA" in printed and "25.00%" in printed  # the published table (per question type)
 
 
 def test_user_errors_exit_2(tmp_path, capsys):
@@ -84,6 +84,11 @@ def test_score_tempcompass_official_tables(tmp_path):
         "task/caption_matching": 0.0, "task/multi-choice": 1.0, "task/yes_no": 1.0,
         "task_dim/caption_matching/speed": 0.0, "task_dim/multi-choice/action": 1.0, "task_dim/yes_no/action": 1.0,
     }  # fmt: skip
+    # the published tables: one per task, its dimensions inside (1 item each: right, right, wrong)
+    assert list(summary["tables"]) == ["task/multi-choice", "task/yes_no", "task/caption_matching"]
+    one = {"n": 1, "correct": 1, "accuracy": 1.0}
+    assert summary["tables"]["task/yes_no"] == {"overall": one, "task_dim": {"action": one}}
+    assert summary["tables"]["task/caption_matching"]["task_dim"]["speed"]["accuracy"] == 0.0
     assert any("not an official figure" in note for note in summary["notes"])
 
 

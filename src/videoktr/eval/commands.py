@@ -154,11 +154,14 @@ def _print_summary(title: str, summary: dict) -> None:
     table.add_row("overall", str(summary["n_scored"]), f"{summary['accuracy']:.2%}", *extra, style="bold")
     if "mean_mra" in summary:
         table.add_row("regression (mean_mra)", str(summary["n_regression"]), f"{summary['mean_mra']:.2%}")
-    for key, accuracy in summary["by_category"].items():
+    tables = summary.get("tables") or {}
+    for key, accuracy in summary["by_category"].items() if not tables else ():
         extra = [f"{partial[key]:.2%}"] if partial is not None else []
         table.add_row(key, str(summary["category_counts"][key]), f"{accuracy:.2%}", *extra)
     console = Console()
     console.print(table)
+    for name, published in tables.items():
+        console.print(_published_table(name, published))
     flags = {
         k: summary[k]
         for k in summary
@@ -168,6 +171,28 @@ def _print_summary(title: str, summary: dict) -> None:
         console.print("  ".join(f"{k}={v}" for k, v in flags.items()))
     for note in summary.get("notes", []):
         console.print(f"note: {note}")
+
+
+def _published_table(name: str, published: dict):
+    """One of the benchmark's published tables (``summary["tables"]``) as a rich table."""
+    from rich.table import Table
+
+    def cells(cell: dict) -> tuple[str, str]:
+        accuracy = "-" if cell["accuracy"] is None else f"{cell['accuracy']:.2%}"
+        return str(cell["n"]), accuracy
+
+    table = Table(title=name, title_justify="left")
+    table.add_column("category")
+    table.add_column("n", justify="right")
+    table.add_column("accuracy", justify="right")
+    table.add_row("overall", *cells(published["overall"]), style="bold")
+    for breakdown, rows in published.items():
+        if breakdown == "overall":
+            continue
+        table.add_section()
+        for value, cell in rows.items():
+            table.add_row(f"{breakdown}: {value}", *cells(cell))
+    return table
 
 
 def _warn_no_rule(scorer: str, items: list) -> None:

@@ -6,8 +6,10 @@ the partial credit of multi-answer items under ``--scorer tw-grpo``, flagged ``p
 ``accuracy``; ``by_category_mean_score`` per category), where "counted" follows the scorer's denominator
 rule (``n_dropped`` items left out, e.g. Video-MME's unparseable answers under ``official``); regression items are
 averaged apart as ``mean_mra``; ``n_only_lenient`` counts the items only the lenient reader accepts; per-category
-accuracies (``by_category``) carry each benchmark's published breakdowns (its categories, see ``benchmarks``), and
-``notes`` say what is and is not an official figure. A generation error is a wrong, counted answer.
+accuracies (``by_category``) pool each category over the run, ``tables`` are each benchmark's published tables
+(:mod:`videoktr.eval.tables`: e.g. Video-MME per duration with domains, sub-categories and task types inside), both
+with the scorer's denominator rule, and ``notes`` say what is and is not an official figure. A generation error
+is a wrong, counted answer.
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ from videoktr.errors import UserError
 from videoktr.eval.benchmarks import BenchItem, read_annotations
 from videoktr.eval.identity import is_header
 from videoktr.eval.scorers import DEFAULT_SCORER, check_scorer, score_item
+from videoktr.eval.tables import published_tables
 
 ID_KEYS = ("id", "problem_id", "question_id", "Question ID")
 
 _NOTES = {
-    "tempcompass": "TempCompass publishes accuracy per task (task/...) and per dimension within a task "
-    "(task_dim/...); 'accuracy' pools the tasks and is not an official figure",
-    "videommmu": "lmms-eval reports each VideoMMMU track on its own (track/..., with domain/ and subject/ "
-    "inside); 'accuracy' pools the tracks",
+    "tempcompass": "TempCompass publishes accuracy per task, with its dimensions inside (tables task/...); "
+    "'accuracy' pools the tasks and is not an official figure",
+    "videommmu": "lmms-eval reports each VideoMMMU track on its own, with domains and subjects inside (tables "
+    "track/...); 'accuracy' and by_category pool the tracks and are not its figures",
 }
 _SCORER_NOTES = {
     ("official", "videomme"): "Video-MME's official scorer leaves unparseable answers out of the denominator "
@@ -93,6 +96,7 @@ def summarize(
         key: score / total for key, (_, total, score) in sorted(totals.items())
     }
     summary["category_counts"] = {key: total for key, (_, total, _) in sorted(totals.items())}
+    summary["tables"] = published_tables(records)
     benchmarks = sorted({r.get("benchmark", "") for r in records})
     notes = [_NOTES[b] for b in benchmarks if b in _NOTES]
     notes += [_SCORER_NOTES[(scorer, b)] for b in benchmarks if (scorer, b) in _SCORER_NOTES]

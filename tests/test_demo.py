@@ -69,6 +69,23 @@ def test_demo_rerun_skips_finished_stages(demo_dir):
     assert header["videoktr_eval_run"]["settings"]["model"] == model_fingerprint(demo_dir / "rl")
 
 
+def test_demo_eval_identity_holds_the_scorer(demo_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from videoktr import demo
+
+    header = json.loads((demo_dir / "predictions_before_rl.jsonl").read_text().splitlines()[0])
+    assert header["videoktr_eval_run"]["settings"]["scorer"] == "video-r1"
+    # a rerun with another scorer does not resume the file of the first one (the demo replaces it)
+    predictions = shutil.copy(demo_dir / "predictions_before_rl.jsonl", tmp_path / "p.jsonl")
+    cfg = demo.load_demo_config(None, TINY)
+    monkeypatch.setattr(demo, "_scorer", lambda cfg: "lenient")
+    summary = demo.evaluate_dir(cfg, demo_dir / "sft", demo.make_data(cfg, demo_dir), predictions)
+    lines = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert lines[0]["videoktr_eval_run"]["settings"]["scorer"] == "lenient" and summary["scorer"] == "lenient"
+    assert len(lines) == 1 + cfg.n_test and {line["scorer"] for line in lines[1:]} == {"lenient"}
+
+
 def test_demo_rejects_unknown_settings(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "rl_stepz=3"]) == 2
     assert "unknown demo settings ['rl_stepz']" in capsys.readouterr().err

@@ -1,6 +1,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from videoktr.cli import build_parser, main
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "benchmarks"
@@ -12,6 +14,23 @@ def test_parser_shapes():
     assert args.eval_mode == "score" and args.func.__name__ == "run_score"
     args = parser.parse_args(["eval", "--model", "m", "--bench", "mmvu", "--data", "d", "--video-root", "v"])
     assert args.eval_mode is None and args.func.__name__ == "run" and args.frames == 16
+
+
+def test_scorer_choices_come_from_the_registry(monkeypatch, capsys):
+    from videoktr.eval.scorers import SCORERS
+
+    scorer_args = ["eval", "score", "--bench", "b", "--data", "d", "--predictions", "p", "--scorer"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*scorer_args, "new-scorer"])
+    assert (
+        "invalid choice: 'new-scorer' (choose from 'lenient', 'official', 'video-r1'"
+        in capsys.readouterr().err
+    )
+    # a scorer registered later (another module) is a choice without touching the parser's code
+    monkeypatch.setitem(SCORERS._items, "new-scorer", lambda item, output: {})
+    assert build_parser().parse_args([*scorer_args, "new-scorer"]).scorer == "new-scorer"
+    eval_help = build_parser()._subparsers._group_actions[0].choices["eval"].format_help()
+    assert "lenient,new-scorer,official,video-r1" in "".join(eval_help.split())  # help lines wrap at "-"
 
 
 def test_score_command_writes_summary(tmp_path, capsys):

@@ -30,10 +30,29 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scorer",
         default="video-r1",
-        choices=("video-r1", "official", "lenient", "tw-grpo"),
-        help="video-r1: the authors' rules (default); official: the benchmark's own scorer; lenient: diagnosis; "
-        "tw-grpo: TW-GRPO's multi-answer strict accuracy and partial credit",
+        choices=_ScorerNames(),
+        metavar="SCORER",  # a metavar keeps argparse from reading the registry when the parser is built
+        help="How outputs are read and judged, one of: %(choices)s. video-r1: the authors' rules (default); "
+        "official: the benchmark's own scorer; lenient: diagnosis; tw-grpo: TW-GRPO's multi-answer strict "
+        "accuracy and partial credit (docs/evaluation.md)",
     )
+
+
+class _ScorerNames:
+    """``--scorer`` choices read from the scorer registry (:data:`videoktr.eval.scorers.SCORERS`) when argparse
+    first needs them, so a newly registered scorer is a choice and ``videoktr --help`` does not import torch."""
+
+    @staticmethod
+    def _names() -> list[str]:
+        from videoktr.eval.scorers import SCORERS
+
+        return SCORERS.names()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

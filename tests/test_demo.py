@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
+import torch
 
 from videoktr.ablate import mean_std, table
 from videoktr.cli import main
@@ -125,3 +127,50 @@ def test_ablate_runs_variants_from_one_sft_checkpoint_and_resumes(tmp_path):
     # rerun: finished (variant, seed) pairs are skipped, not retrained
     assert main(["ablate", "--config", str(config), "--seeds", "1", "--out", str(out)]) == 0
     assert len((out / "runs.jsonl").read_text().splitlines()) == 2
+
+
+def test_demo_rl_resumes_after_a_kill_and_equals_the_uninterrupted_run(demo_dir, monkeypatch):
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    import videoktr.demo
+
+    args = ["demo", "--out", str(demo_dir), *TINY, "rl_steps=3", "rl_save_steps=1"]
+    rl = demo_dir / "rl"
+
+    def run_log():
+        history = json.loads((rl / "log_history.json").read_text())
+        return [(h["step"], h["loss"], h["grad_norm"]) for h in history if "loss" in h]
+
+    assert main(args) == 0  # uninterrupted
+    weights, log = load_file(str(rl / "model.safetensors")), run_log()
+    stamp = (rl / "model.safetensors").stat().st_mtime_ns
+    assert main(args) == 0  # finished with these settings: skipped, not retrained
+    assert (rl / "model.safetensors").stat().st_mtime_ns == stamp
+
+    class Steps(TrainerCallback):
+        """Counts the steps it sees; ``kill_at``: raises there (before that step's checkpoint is written)."""
+
+        stopped_early = False
+
+        def __init__(self, kill_at=None):
+            self.kill_at, self.seen = kill_at, []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.seen.append(state.global_step)
+            if state.global_step == self.kill_at:
+                raise KeyboardInterrupt
+
+    shutil.rmtree(rl)
+    monkeypatch.setattr(videoktr.demo, "TimeBudget", lambda seconds: Steps(kill_at=2))
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    assert sorted(p.name for p in rl.glob("checkpoint-*")) == ["checkpoint-1"]
+    counter = Steps()
+    monkeypatch.setattr(videoktr.demo, "TimeBudget", lambda seconds: counter)
+    assert main(args) == 0
+    assert counter.seen == [2, 3]  # resumed from checkpoint-1, not retrained from the start
+    resumed = load_file(str(rl / "model.safetensors"))
+    assert resumed.keys() == weights.keys() and all(torch.equal(resumed[k], weights[k]) for k in weights)
+    assert run_log() == log
+    assert json.loads((demo_dir / "results.json").read_text())["rl_steps_done"] == 3

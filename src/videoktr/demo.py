@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from videoktr.training.callbacks import TimeBudget, quiet_progress  # noqa: F401 (part of this module's API)
+
 
 @dataclass
 class DemoConfig:
@@ -47,7 +49,16 @@ class DemoConfig:
     sft_batch_size: int = field(default=16, metadata={"help": "SFT batch size."})
     method: str = field(default="ktr", metadata={"help": "RL method (grpo, ktr, entropy, t_grpo, tw_grpo)."})
     rl_steps: int = field(default=150, metadata={"help": "RL optimiser steps."})
-    rl_seconds: float = field(default=330.0, metadata={"help": "Wall-clock cap on RL (stops early, logged)."})
+    rl_seconds: float = field(
+        default=330.0,
+        metadata={"help": "Wall-clock cap on RL (stops early, logged; a resumed run gets it anew)."},
+    )
+    rl_save_steps: int = field(
+        default=25,
+        metadata={
+            "help": "RL checkpoint every N steps: a killed run resumes from the newest on rerun (0: none)."
+        },
+    )
     rl_lr: float = field(default=1e-4, metadata={"help": "RL learning rate."})
     rl_prompts: int = field(default=4, metadata={"help": "Prompts per RL step."})
     num_generations: int = field(default=8, metadata={"help": "Completions per prompt (G)."})
@@ -147,7 +158,9 @@ def run_sft_stage(cfg: DemoConfig, out: Path, paths: dict[str, Path], model_dir:
         lr_scheduler_type="cosine",
         warmup_steps=5,
         logging_steps=10,
-        save_strategy="no",
+        save_strategy="steps" if cfg.rl_save_steps > 0 else "no",
+        save_steps=max(cfg.rl_save_steps, 1),
+        save_total_limit=2,  # the newest two: one is complete even when the run is killed while saving
         report_to="none",
         use_cpu=True,
         bf16=False,
@@ -238,7 +251,9 @@ def rl_recipe(cfg: DemoConfig, out: Path, paths: dict[str, Path], sft_dir: Path)
         video_max_pixels=cfg.height * cfg.width,
         prompt_template=cfg.template,
         logging_steps=1,
-        save_strategy="no",
+        save_strategy="steps" if cfg.rl_save_steps > 0 else "no",
+        save_steps=max(cfg.rl_save_steps, 1),
+        save_total_limit=2,  # the newest two: one is complete even when the run is killed while saving
         report_to="none",
         use_cpu=True,
         bf16=False,
@@ -247,87 +262,38 @@ def rl_recipe(cfg: DemoConfig, out: Path, paths: dict[str, Path], sft_dir: Path)
         lr_scheduler_type="constant",
         gradient_checkpointing=False,  # TRL defaults to True; recomputation only costs time on a tiny model
         disable_tqdm=False,
-        **cfg.trainer_overrides,
     )
+    trainer.update(cfg.trainer_overrides)
     data = {"train": str(paths["train"]), "root": str(paths["root"])}
     return Recipe(model=str(sft_dir), data=data, rewards=list(cfg.rewards), trainer=trainer)
 
 
-def quiet_progress(trainer, title: str):
-    """Replace transformers' per-log printing with one rich progress bar showing the latest reward/loss."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from transformers import TrainerCallback
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
-
-    class _Rich(TrainerCallback):
-        def __init__(self):
-            self.progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[status]}"),
-            )
-            self.task = None
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.progress.start()
-            self.task = self.progress.add_task(title, total=state.max_steps, status="")
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if self.task is None or not logs:
-                return
-            shown = [
-                f"{k.split('/')[-2] if k.endswith('/mean') else k}={logs[k]:.3f}"
-                for k in ("loss", "rewards/accuracy/mean", "ktr/selected_frac/union")
-                if k in logs
-            ]
-            self.progress.update(self.task, status=" ".join(shown))
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self.progress.update(self.task, completed=state.global_step)
-
-        def on_train_end(self, args, state, control, **kwargs):
-            self.progress.stop()
-
-    trainer.add_callback(_Rich())
-
-
-class TimeBudget:
-    """A ``TrainerCallback`` that stops training once ``seconds`` have passed (recorded in the results)."""
-
-    def __new__(cls, seconds: float):
-        from transformers import TrainerCallback
-
-        class _Budget(TrainerCallback):
-            def __init__(self):
-                self.start = time.time()
-                self.stopped_early = False
-
-            def on_step_end(self, args, state, control, **kwargs):
-                if time.time() - self.start > seconds:
-                    control.should_training_stop = True
-                    self.stopped_early = True
-
-        return _Budget()
-
-
 def run_rl_stage(cfg: DemoConfig, out: Path, paths: dict[str, Path], sft_dir: Path):
+    """RL from ``sft_dir`` into ``out/rl``; returns (trainer, stopped by the time budget). A rerun with the same
+    settings (recipe and SFT weights) skips a finished run (returning its saved state) and resumes a killed one from
+    its newest complete checkpoint (every ``rl_save_steps``); other settings start over."""
+    from videoktr.eval.identity import model_fingerprint
+    from videoktr.training.checkpoint import finish_run_dir, finished_run, prepare_run_dir
     from videoktr.training.recipe import build_trainer, save_run_files
 
     recipe = rl_recipe(cfg, out, paths, sft_dir)
-    save_run_files(recipe, out / "rl")
+    rl_dir = out / "rl"
+    settings = {"recipe": dataclasses.asdict(recipe), "sft": model_fingerprint(sft_dir)}
+    done, resume = prepare_run_dir(rl_dir, settings)
+    if done is not None:
+        return finished_run(rl_dir, done), done["stopped_early"]
+    save_run_files(recipe, rl_dir)
     trainer = build_trainer(recipe)
     budget = TimeBudget(cfg.rl_seconds)
     trainer.add_callback(budget)
     quiet_progress(trainer, f"RL ({cfg.method})")
-    trainer.train()
-    trainer.save_model(str(out / "rl"))
-    trainer.processing_class.save_pretrained(str(out / "rl"))
-    (out / "rl" / "log_history.json").write_text(json.dumps(trainer.state.log_history))
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(str(rl_dir))
+    trainer.processing_class.save_pretrained(str(rl_dir))
+    (rl_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history))
+    finish_run_dir(
+        rl_dir, settings, global_step=trainer.state.global_step, stopped_early=budget.stopped_early
+    )
     return trainer, budget.stopped_early
 
 

@@ -297,3 +297,65 @@ class ResumeMixin:
                 logger.warning("%s: dropping a cut-off line", path)
         if len(kept) != len(lines):
             path.write_text("".join(kept))
+
+
+# ------------------------------------------------------------------------------------- stages of the demo
+_RUN_SETTINGS, _RUN_FINISHED = "run_settings.json", "run_finished.json"
+
+
+def _same(path: Path, settings: dict) -> bool:
+    try:
+        return json.loads(path.read_text()).get("settings") == json.loads(json.dumps(settings))
+    except (OSError, ValueError):
+        return False
+
+
+def prepare_run_dir(run_dir: Path, settings: dict) -> tuple[dict | None, bool | None]:
+    """For a training stage writing into ``run_dir`` with ``settings`` (JSON-able): ``(finished, resume)``.
+
+    ``finished`` is the record of a run with these settings that ended (skip it); else ``resume`` is True when a
+    run with these settings was interrupted after a complete checkpoint. Otherwise the folder's checkpoints and
+    selection log (of other settings, or of a run killed before its first checkpoint) are removed, so a fresh run
+    never mixes with them."""
+    import shutil
+
+    finished = run_dir / _RUN_FINISHED
+    if finished.is_file() and _same(finished, settings):
+        return json.loads(finished.read_text()), None
+    started = run_dir / _RUN_SETTINGS
+    if started.is_file() and _same(started, settings):
+        try:
+            resolve_resume(True, run_dir)
+            return None, True
+        except UserError:
+            pass  # killed before its first complete checkpoint: start over
+    for stale in [*run_dir.glob("checkpoint-*"), run_dir / "selection.jsonl", finished]:
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        elif stale.exists():
+            stale.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started.write_text(json.dumps({"settings": settings}, indent=1))
+    return None, None
+
+
+def finish_run_dir(run_dir: Path, settings: dict, **record: Any) -> None:
+    """Mark the stage in ``run_dir`` finished with ``settings`` and ``record`` (global_step, stopped_early...)."""
+    (run_dir / _RUN_FINISHED).write_text(json.dumps({"settings": settings, **record}, indent=1))
+
+
+def finished_run(run_dir: Path, record: dict):
+    """What the demo reads of a trainer, for a finished run loaded from ``run_dir``: ``state.global_step``,
+    ``state.log_history``, ``processing_class`` and ``args.output_dir``."""
+    from types import SimpleNamespace
+
+    from transformers import AutoProcessor
+
+    state = SimpleNamespace(
+        global_step=record["global_step"], log_history=json.loads((run_dir / "log_history.json").read_text())
+    )
+    return SimpleNamespace(
+        state=state,
+        processing_class=AutoProcessor.from_pretrained(run_dir),
+        args=SimpleNamespace(output_dir=str(run_dir)),
+    )

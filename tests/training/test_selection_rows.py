@@ -115,3 +115,32 @@ def test_two_bf16_steps_on_cpu(make_trainer, param_snapshot):
     logs = [h for h in trainer.state.log_history if "loss" in h]
     assert len(logs) == 2 and all(math.isfinite(h["loss"]) and h["grad_norm"] > 0 for h in logs)
     assert any(not torch.equal(before[n], p) for n, p in trainer.model.named_parameters())
+
+
+def test_gradient_checkpointing_trains_exactly_as_without(make_trainer):
+    params = {}
+    for checkpointing in (False, True):
+        trainer = make_trainer(method="ktr", beta=0.04, max_steps=1, gradient_checkpointing=checkpointing)
+        trainer.train()
+        params[checkpointing] = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    assert all(torch.allclose(params[True][n], params[False][n], rtol=0, atol=1e-7) for n in params[False])
+
+
+def test_lora_trains_the_adapter_only_with_accumulation(make_trainer, param_snapshot):
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+    trainer = make_trainer(
+        method="ktr",
+        beta=0.04,  # the reference is the model with the adapter disabled
+        recipe={"lora": lora},
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=2,
+        max_steps=2,
+    )
+    before = param_snapshot(trainer.model)
+    trainer.train()
+    after = dict(trainer.model.named_parameters())
+    changed = {n for n, p in after.items() if not torch.equal(before[n], p)}
+    assert changed and all("lora_" in n for n in changed)
+    assert any("lora_B" in n for n in changed)
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert logs[-1]["kl"] > 0  # the adapter moved the policy away from the adapter-free reference

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -107,7 +109,7 @@ def test_video_only_signals_are_refused_for_an_image_dataset(tiny_model_dir, rew
     for fields, message in (
         (
             {"method": "ktr"},
-            r"ktr_signals \['temporal', 'visual'\] need video prompts.*ktr_signals: \[entropy\]",
+            r"ktr_signals \['temporal'\] need video prompts.*\(image prompts\).*ktr_signals: \[visual, entropy\]",
         ),
         ({"method": "ktr", "ktr_signals": ["temporal"]}, r"\['temporal'\] need video prompts"),
         ({"method": "t_grpo"}, r"t_grpo.*no video prompts; use method: grpo"),
@@ -126,3 +128,62 @@ def test_video_only_signals_are_refused_for_an_image_dataset(tiny_model_dir, rew
                 processing_class=processor,
                 train_dataset=image_dataset(),
             )
+
+
+def test_ktr_on_images_uses_the_visual_and_entropy_signals(tiny_model_dir, reward_alternating, tmp_path):
+    # METHOD 1: an image-only sample gets V (image features masked) and E; r = 1 keeps every token (= GRPO).
+    from videoktr.models.tiny import load_model_and_processor
+    from videoktr.training.config import KTRConfig
+    from videoktr.training.selection import read_selection_records
+    from videoktr.training.trainer import KTRTrainer
+
+    params = {}
+    for name, fields in (
+        ("ktr", {"method": "ktr", "ktr_signals": ["visual", "entropy"], "log_selected_examples": -1}),
+        ("ktr_r1", {"method": "ktr", "ktr_signals": ["visual", "entropy"], "ktr_visual_fraction": 1.0}),
+        ("grpo", {"method": "grpo"}),
+    ):
+        model, processor = load_model_and_processor(tiny_model_dir)
+        config = KTRConfig(output_dir=str(tmp_path / name), length_bonus=False, **{**COMMON, **fields})
+        trainer = KTRTrainer(
+            model=model,
+            reward_funcs=[reward_alternating],
+            args=config,
+            processing_class=processor,
+            train_dataset=image_dataset(),
+        )
+        trainer.train()
+        params[name] = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+        if name == "ktr":
+            logs = [h for h in trainer.state.log_history if "loss" in h]
+            assert all(0 < h["ktr/selected_frac/union"] < 1 for h in logs)
+            records = read_selection_records(tmp_path / name / "selection.jsonl")
+            assert len(records) == STEPS * 2 and set(records[0]["scores"]) == {"visual", "entropy"}
+            # masking the image moves the log-probs: the visual scores are not all zero
+            assert any(x > 0 for r in records for x in r["scores"]["visual"])
+    assert all(torch.equal(params["ktr_r1"][n], params["grpo"][n]) for n in params["grpo"])
+    assert any(not torch.equal(params["ktr"][n], params["grpo"][n]) for n in params["grpo"])
+
+
+def test_a_dataset_mixing_images_and_videos_is_refused(tiny_model_dir, synthetic_data, tmp_path):
+    from datasets import Dataset
+
+    from videoktr.models.tiny import load_model_and_processor
+    from videoktr.training.config import KTRConfig
+    from videoktr.training.trainer import KTRTrainer
+
+    images = image_dataset().to_list()
+    video = {"type": "video", "video": str(next(Path(synthetic_data["root"]).rglob("*.mp4")))}
+    mixed = images + [
+        {"prompt": [{"role": "user", "content": [video, {"type": "text", "text": "?"}]}], "image": None}
+    ]
+    model, processor = load_model_and_processor(tiny_model_dir)
+    config = KTRConfig(output_dir=str(tmp_path), method="grpo", length_bonus=False, **COMMON)
+    with pytest.raises(UserError, match=r"mixes 1 video and 2 image prompts.*separate runs"):
+        KTRTrainer(
+            model=model,
+            reward_funcs=[lambda completions, **kw: [0.0] * len(completions)],
+            args=config,
+            processing_class=processor,
+            train_dataset=Dataset.from_list(mixed),
+        )

@@ -158,3 +158,49 @@ class QwenVLForwards:
         with torch.no_grad(), autocast() if autocast is not None else nullcontext():
             logits = model(**model_inputs).logits[:, :-1]
         return logits.float() / temperature
+
+    def image_features(self, model: torch.nn.Module, pixel_values: torch.Tensor, grid: torch.Tensor):
+        """Per-image vision features ``(h*w/merge**2, D)`` from one vision pass. grid: (n_images, 3)."""
+        from videoktr.models.qwen2_5_vl import encode_images
+
+        return tuple(encode_images(model, pixel_values, grid))
+
+    def image_token_logps(
+        self,
+        model: torch.nn.Module,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        logits_to_keep: int,
+        image: dict,
+        features: tuple[torch.Tensor, ...],
+        autocast: Callable[[], AbstractContextManager] | None = None,
+        keep_positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(N, T) completion log-probs of image prompts with precomputed (e.g. masked) image ``features``.
+
+        image: ``image_grid_thw`` (n_images, 3) and ``mm_token_type_ids`` (N, L) of the rows; ``keep_positions`` as
+        in :meth:`token_logps`.
+        """
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        from videoktr.models.qwen2_5_vl import find_vl_model
+
+        model_inputs = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "mm_token_type_ids": image["mm_token_type_ids"],
+            "image_grid_thw": image["image_grid_thw"],
+            "mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=tuple(features))},
+        }
+        if keep_positions is not None:
+            model_inputs["position_ids"], _ = find_vl_model(model).get_rope_index(
+                input_ids,
+                mm_token_type_ids=image["mm_token_type_ids"],
+                image_grid_thw=image["image_grid_thw"],
+                attention_mask=keep_positions,
+            )
+        labels = input_ids.masked_fill(attention_mask == 0, -100)
+        labels[:, :-logits_to_keep] = -100
+        with autocast() if autocast is not None else nullcontext():
+            outputs = model(**model_inputs, labels=labels, fused_lm_head=True)
+        return outputs.log_probs[:, -logits_to_keep:]

@@ -192,6 +192,13 @@ class KTRConfig(GRPOConfig):
             "unchanged (docs/method.md); false scores every row (e.g. to analyse every completion's selection)."
         },
     )
+    ktr_score_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Rows per no-grad attribution forward at the end of the rollout (default: all scored rows of "
+            "the generation batch in one forward; set e.g. per_device_train_batch_size if memory is short)."
+        },
+    )
     ktr_perturbation_draw: str = field(
         default="prompt",
         metadata={
@@ -363,6 +370,10 @@ class KTRConfig(GRPOConfig):
                     f"{name}={getattr(self, name)!r} is a TRL GRPO loss option KTRTrainer's loss does not implement; "
                     f"leave it at {default!r} (for the 80/20 entropy baseline use method: entropy)"
                 )
+        if self.ktr_score_batch_size is not None and self.ktr_score_batch_size < 1:
+            raise ValueError(
+                f"ktr_score_batch_size={self.ktr_score_batch_size} must be >= 1 (or null: all rows)"
+            )
         if self.tw_alpha < 1.0:
             raise ValueError(f"tw_alpha={self.tw_alpha} must be >= 1 (weights run from 1 to alpha)")
 

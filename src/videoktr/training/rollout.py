@@ -43,8 +43,11 @@ class RolloutVideoMixin:
             self._rollout_video = None
             return super()._tokenize_prompts(prompts)
         if any(p is None for p in paths):
-            raise ValueError(
-                "a batch mixes video and non-video prompts; videoktr trains them in separate datasets/runs"
+            from videoktr.errors import UserError
+
+            raise UserError(
+                "a batch mixes video and non-video prompts, which KTRTrainer cannot train in one forward yet; "
+                "train the video and the image/text records in separate runs"
             )
         from videoktr.data.video import decode_video
         from videoktr.models.qwen2_5_vl import build_video_inputs

@@ -49,6 +49,33 @@ def take_rows(video: dict, rows: torch.Tensor) -> dict:
     return out
 
 
+def image_rows(output: dict, rows: torch.Tensor) -> dict:
+    """The image inputs (Qwen2.5-VL: pixel_values, image_grid_thw, num_images, mm_token_type_ids) of ``rows``."""
+    if output.get("pixel_values") is None:
+        return {}
+    others = [
+        k for k in ("pixel_attention_mask", "spatial_shapes", "image_sizes", "num_tiles") if k in output
+    ]
+    if others:
+        raise UserError(
+            f"image inputs with {others} are not supported by KTRTrainer's selection (Qwen2.5-VL only)"
+        )
+    num = list(output["num_images"])
+    grid = output["image_grid_thw"]
+    first = [0]
+    for n in num:
+        first.append(first[-1] + n)
+    starts = [0, *grid.prod(-1).cumsum(0).tolist()]
+    images = [j for r in rows.tolist() for j in range(first[r], first[r + 1])]
+    pixels = [output["pixel_values"][starts[j] : starts[j + 1]] for j in images]
+    return {
+        "pixel_values": torch.cat(pixels) if pixels else output["pixel_values"][:0],
+        "image_grid_thw": grid[images],
+        "num_images": [num[r] for r in rows.tolist()],
+        "mm_token_type_ids": output["mm_token_type_ids"][rows],
+    }
+
+
 class SelectionMixin:
     """Token masks / weights over whole groups, attached to the generation batch (mixed into ``KTRTrainer``)."""
 
@@ -77,15 +104,18 @@ class SelectionMixin:
             "attention_mask": torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1),
             "logits_to_keep": output["completion_ids"].size(1),
         }
-        if video is None and args.method != "entropy" and args.selection_signals != ["entropy"]:
+        if video is None and "temporal" in args.selection_signals:
             raise UserError(
-                f"method={args.method!r} with signals {args.selection_signals} needs video prompts; "
-                "this batch has none (set ktr_signals: [entropy] for image or text data)"
+                "the temporal signal needs video prompts; this batch has none (drop it from ktr_signals)"
             )
+        if video is None and "visual" in args.selection_signals and output.get("pixel_values") is None:
+            raise UserError("the visual signal needs video or image prompts; this batch has text only")
         self._metrics[mode]["ktr/skipped_frac"].append(self._gathered_mean(1.0 - active.float().mean()))
         with torch.no_grad():
             if args.method == "tw_grpo":
-                output["ktr_token_weights"] = self._tw_weights(forward, video, valid, active, group, mode)
+                output["ktr_token_weights"] = self._tw_weights(
+                    output, forward, video, valid, active, group, mode
+                )
                 return
             self._key_tokens(output, forward, video, valid, active, group, mode)
 
@@ -152,13 +182,13 @@ class SelectionMixin:
         features = None
         if video is not None:
             features = self._video_features(self.model, video["pixel_values_videos"], video["video_grid_thw"])
-        image_kwargs = self._image_kwargs(output, rows) if video is None else {}
+        image_kwargs = image_rows(output, rows) if video is None else {}
         logp, entropy, _ = self._get_per_token_logps_and_entropies(
             self.model,
             forward["input_ids"],
             forward["attention_mask"],
             forward["logits_to_keep"],
-            batch_size=self.args.per_device_train_batch_size,
+            batch_size=self.args.ktr_score_batch_size,
             compute_entropy="entropy" in signals,
             video=video,
             video_features=features,
@@ -170,7 +200,10 @@ class SelectionMixin:
         for kind in ("visual", "temporal"):
             if kind not in signals:
                 continue
-            shifted, rows_ok = self._perturbed_score(forward, video, features, kind, logp, group)
+            if video is None:
+                shifted, rows_ok = self._image_visual_score(forward, image_kwargs, logp)
+            else:
+                shifted, rows_ok = self._perturbed_score(forward, video, features, kind, logp, group)
             scores[kind] = shifted
             # A token the perturbation did not move at all (|shift| == 0, e.g. a video whose temporal patches are
             # identical) carries no signal: below r = 1 it is not a candidate, so a threshold that lands on 0 does
@@ -181,14 +214,46 @@ class SelectionMixin:
             signal_valid[kind] = candidates
         return scores, signal_valid
 
-    def _image_kwargs(self, output, rows) -> dict:
-        from videoktr.training.trainer import IMAGE_KEYS
-
-        if len(rows) != output["completion_ids"].size(0):
+    def _image_visual_score(self, forward, image: dict, logp: torch.Tensor):
+        """Visual signal of image prompts: the image features masked (``ktr_visual_perturbation``), one vision pass.
+        Returns ((n, T) score, (n,) bool rows that hold an image)."""
+        args = self.args
+        if args.ktr_distance != "logprob":
             raise UserError(
-                "skipping zero-advantage groups is not implemented for image batches; set ktr_scope: batch"
+                f"ktr_distance={args.ktr_distance!r} is implemented for video prompts; for image prompts use "
+                "ktr_distance: logprob"
             )
-        return {k: output.get(k) for k in IMAGE_KEYS if output.get(k) is not None}
+        model = self.model
+        with self.accelerator.autocast():
+            feats = self.forwards.image_features(
+                self._inner_model(model), image["pixel_values"], image["image_grid_thw"]
+            )
+        attention_mask, keep_positions = forward["attention_mask"], None
+        if args.ktr_visual_perturbation == "drop":
+            attention_mask = attention_mask.masked_fill(image["mm_token_type_ids"] == 1, 0)
+            keep_positions, perturbed = forward["attention_mask"], feats
+        else:
+            grid = image["image_grid_thw"]
+            perturbed = apply_perturbation(
+                VISUAL_PERTURBATIONS,
+                args.ktr_visual_perturbation,
+                feats,
+                grid,
+                self._merge_size,
+                self._ktr_generator,
+            )
+        logp_p = self.forwards.image_token_logps(
+            model,
+            forward["input_ids"],
+            attention_mask,
+            forward["logits_to_keep"],
+            image,
+            perturbed,
+            autocast=self.accelerator.autocast,
+            keep_positions=keep_positions,
+        )
+        rows_ok = torch.tensor([n > 0 for n in image["num_images"]], device=logp.device)
+        return core.logprob_shift(logp, logp_p, signed=args.ktr_signed), rows_ok
 
     def _perturbed_features(self, features, video, kind: str, group: int):
         """Perturbed per-row features and (n,) bool rows that got a perturbation; one draw per prompt (its G rows
@@ -231,7 +296,7 @@ class SelectionMixin:
                 forward["logits_to_keep"],
                 video,
                 features=perturbed,
-                batch_size=args.per_device_train_batch_size,
+                batch_size=args.ktr_score_batch_size,
                 autocast=self.accelerator.autocast,
                 keep_positions=keep_positions,
             )
@@ -262,7 +327,7 @@ class SelectionMixin:
         return torch.cat(shifts) if shifts else logp.new_zeros(logp.shape), rows_ok
 
     # ----------------------------------------------------------------------------------------------- TW-GRPO
-    def _tw_weights(self, forward, video, valid, active, group, mode) -> torch.Tensor:
+    def _tw_weights(self, output, forward, video, valid, active, group, mode) -> torch.Tensor:
         """(N, T) TW-GRPO weights, each group's from that group's G completions (one forward per group)."""
         weights = (
             valid.float()
@@ -282,6 +347,7 @@ class SelectionMixin:
                 forward["logits_to_keep"],
                 take_rows(video, rows) if video is not None else None,
                 features[part] if features is not None else None,
+                **(image_rows(output, rows) if video is None else {}),
             )
             weights[part] = core.tw_token_weights(
                 logits, valid[part], group_size=group, alpha=self.args.tw_alpha

@@ -104,20 +104,40 @@ class KTRTrainer(ResumeMixin, RolloutVideoMixin, RewardBonusMixin, SelectionMixi
             )
 
     def _check_dataset_modality(self) -> None:
-        """Refuse, before training, video-only signals / methods on a train dataset without video prompts."""
+        """Refuse, before training, signals / methods the train dataset's modality cannot give, and datasets that
+        mix image and video prompts (a batch would mix them)."""
         from videoktr.errors import UserError
 
         dataset = self.train_dataset
         if dataset is None or not hasattr(dataset, "__len__") or len(dataset) == 0:
             return
-        prompt = dataset[0].get("prompt")
-        if isinstance(prompt, list) and prompt_video_path(prompt) is not None:
-            return
-        needs = sorted({"visual", "temporal"} & set(self.args.selection_signals))
-        if needs:
+        prompts = (
+            dataset["prompt"] if hasattr(dataset, "column_names") else [r.get("prompt") for r in dataset]
+        )
+        videos = sum(isinstance(p, list) and prompt_video_path(p) is not None for p in prompts)
+        columns = set(getattr(dataset, "column_names", None) or dataset[0].keys())
+        images = 0
+        for name in ("image", "images") if videos else ():
+            if name in columns:
+                images += sum(v is not None and v != [] for v in dataset[name])
+        if videos and images:
             raise UserError(
-                f"ktr_signals {needs} need video prompts, but the train dataset has none (first row has no "
-                "{'type': 'video'} part); for image or text data set ktr_signals: [entropy] or method: grpo"
+                f"the train dataset mixes {videos} video and {images} image prompts; a batch would mix them, which "
+                "KTRTrainer cannot train in one forward yet: train the image and the video records in separate runs "
+                "(or as separate datasets one after the other)"
+            )
+        if videos:
+            return
+        has_images = bool({"image", "images"} & columns)
+        needs = sorted(
+            ({"temporal"} if has_images else {"visual", "temporal"}) & set(self.args.selection_signals)
+        )
+        if needs:
+            what = "image" if has_images else "text"
+            keep = "[visual, entropy]" if has_images else "[entropy]"
+            raise UserError(
+                f"ktr_signals {needs} need video prompts, but the train dataset has none ({what} prompts); "
+                f"set ktr_signals: {keep} or method: grpo"
             )
         if self.args.method == "t_grpo":
             raise UserError(

@@ -12,7 +12,7 @@ its shuffled-video generations) is timed with its own trainer. Every figure is a
 one warm-up. KTR's attribution overhead = its selection + loss/backward time minus grpo's loss/backward on the same
 batch; its floor = two no-grad language-model passes over the batch with precomputed video features (the masked and
 the shuffled pass). Rows of groups whose advantages are all 0 are skipped where exact, so the overhead can be below
-the floor. Vision-tower calls are counted with a forward hook.
+the floor; ``ktr_noskip`` is ktr with every row scored (ktr_skip_zero_advantage: false), for comparison. Vision-tower calls are counted with a forward hook.
 
 Paper shape (tiny model, demo data): 4 completions per device, gradient accumulation 8 (steps_per_generation 8),
 G = 8: one optimiser step = one generation batch of 32 rows (TRL shuffles it and splits it into 8 micro-batches) +
@@ -64,12 +64,14 @@ def time_rollout(trainer, batch, seed: int, reps: int) -> tuple[float, int, dict
 
 
 def _with_method(trainer, method: str, fn):
-    saved = trainer.args.method
-    trainer.args.method = method
+    """Run ``fn`` with ``method``; ``ktr_noskip`` is ktr scoring every row (ktr_skip_zero_advantage: false)."""
+    args = trainer.args
+    saved = (args.method, args.ktr_skip_zero_advantage)
+    args.method, args.ktr_skip_zero_advantage = method.replace("_noskip", ""), not method.endswith("_noskip")
     try:
         return fn()
     finally:
-        trainer.args.method = saved
+        args.method, args.ktr_skip_zero_advantage = saved
 
 
 def time_methods(trainer, output, methods, reps: int) -> dict[str, dict]:
@@ -186,7 +188,7 @@ def main() -> None:
     rollout, rollout_calls, output = _with_method(
         trainer, "grpo", lambda: time_rollout(trainer, batch, cfg.seed, args.reps)
     )
-    methods = time_methods(trainer, output, ("grpo", "ktr", "tw_grpo"), args.reps)
+    methods = time_methods(trainer, output, ("grpo", "ktr", "ktr_noskip", "tw_grpo"), args.reps)
     _with_method(
         trainer, "ktr", lambda: trainer._attach_selection(dict(output), trainer._batch_video(output))
     )
@@ -204,13 +206,13 @@ def main() -> None:
         row["step_s"] = row["rollout_s"] + row["loss_s"]
     grpo = rows["grpo"]
     print(
-        f"{'method':8s} {'rollout+select s':>16s} {'loss+bwd s':>10s} {'step s':>7s} {'/grpo':>6s} "
+        f"{'method':10s} {'rollout+select s':>16s} {'loss+bwd s':>10s} {'step s':>7s} {'/grpo':>6s} "
         f"{'vision calls (generation, select+loss)':>38s} {'tokens':>6s}"
     )
     for method, row in rows.items():
         calls = f"{t_calls}, 1" if method == "t_grpo" else f"{rollout_calls}, {row['calls']}"
         print(
-            f"{method:8s} {row['rollout_s']:16.3f} {row['loss_s']:10.3f} {row['step_s']:7.3f} "
+            f"{method:10s} {row['rollout_s']:16.3f} {row['loss_s']:10.3f} {row['step_s']:7.3f} "
             f"{row['step_s'] / grpo['step_s']:6.2f} {calls:>38s} {tokens:6d}"
         )
     overhead = rows["ktr"]["step_s"] - grpo["step_s"]
@@ -229,6 +231,11 @@ def main() -> None:
         )
         print(f"paper-shape ktr/grpo step-time ratio: {paper['ktr_s'] / paper['grpo_s']:.2f}")
         print(f"paper-shape ktr overhead/floor ratio: {paper_overhead / paper['floor_s']:.2f}")
+    noskip = rows["ktr_noskip"]["step_s"]
+    print(
+        f"without skipping (every row scored): ktr/grpo step-time ratio {noskip / grpo['step_s']:.2f}, "
+        f"overhead/floor ratio {(noskip - grpo['step_s']) / floor:.2f}"
+    )
     print(f"rows skipped (demo batch): {skipped:.2f}")
     print(f"ktr/grpo step-time ratio: {rows['ktr']['step_s'] / grpo['step_s']:.2f}")
     print(f"ktr overhead/floor ratio: {overhead / floor:.2f}")

@@ -144,3 +144,30 @@ def test_lora_trains_the_adapter_only_with_accumulation(make_trainer, param_snap
     assert any("lora_B" in n for n in changed)
     logs = [h for h in trainer.state.log_history if "loss" in h]
     assert logs[-1]["kl"] > 0  # the adapter moved the policy away from the adapter-free reference
+
+
+def test_generation_logps_and_entropies_equal_a_teacher_forced_forward(make_trainer, rows_of):
+    # ktr_full_logps: generation reads the sampling pass's own logits; they must be the policy's log-probs and
+    # entropies of the sampled tokens, as a teacher-forced forward with the video computes them.
+    trainer = make_trainer(method="ktr", temperature=0.7)
+    trainer.model.train()
+    seen, attach = {}, trainer._attach_selection
+
+    def spy(output, video):
+        seen.update(output)
+        attach(output, video)
+
+    trainer._attach_selection = spy
+    batch = trainer._generate_and_score_completions(rows_of(trainer))
+    assert "_generation_logps" not in batch  # not carried into the micro-batches
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+    mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+    with torch.no_grad():
+        logp, entropy, _ = trainer._get_per_token_logps_and_entropies(
+            trainer.model, ids, mask, ids.size(1) - batch["prompt_ids"].size(1), compute_entropy=True,
+            video=trainer._batch_video(batch),
+        )  # fmt: skip
+    valid = batch["completion_mask"].bool()
+    assert valid.sum() > 10
+    assert (seen["_generation_logps"] - logp)[valid].abs().max() < 1e-4
+    assert (seen["_generation_entropy"] - entropy)[valid].abs().max() < 1e-4

@@ -192,6 +192,14 @@ class KTRConfig(GRPOConfig):
             "unchanged (docs/method.md); false scores every row (e.g. to analyse every completion's selection)."
         },
     )
+    ktr_full_logps: str = field(
+        default="generation",
+        metadata={
+            "help": "Where the full-video log-probs and entropies of the attribution come from: 'generation' (the "
+            "sampling pass's own logits, recorded during generate: no extra pass; equal to a forward up to KV-cache "
+            "numerics) or 'forward' (one extra no-grad teacher-forced pass, the loss's numerics)."
+        },
+    )
     ktr_score_batch_size: int | None = field(
         default=None,
         metadata={
@@ -323,6 +331,7 @@ class KTRConfig(GRPOConfig):
         _choice("ktr_weighting", self.ktr_weighting, WEIGHTINGS)
         _choice("ktr_denominator", self.ktr_denominator, ("valid", "selected"))
         _choice("ktr_perturbation_draw", self.ktr_perturbation_draw, ("prompt", "row"))
+        _choice("ktr_full_logps", self.ktr_full_logps, ("generation", "forward"))
         for name, (allowed, why) in TRL_OPTIONS_REFUSED.items():
             if getattr(self, name, allowed) != allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is refused: {why}")
@@ -370,6 +379,17 @@ class KTRConfig(GRPOConfig):
                     f"{name}={getattr(self, name)!r} is a TRL GRPO loss option KTRTrainer's loss does not implement; "
                     f"leave it at {default!r} (for the 80/20 entropy baseline use method: entropy)"
                 )
+        local = self.per_device_train_batch_size * (self.steps_per_generation or 1)
+        if (
+            self.method in ("ktr", "entropy", "tw_grpo")
+            and self.num_generations
+            and local % self.num_generations
+        ):
+            raise ValueError(
+                f"each process's generation batch (per_device_train_batch_size * steps_per_generation = {local} "
+                f"rows) must hold whole groups of num_generations={self.num_generations}: key tokens and TW-GRPO "
+                "weights are computed on whole groups; change per_device_train_batch_size or steps_per_generation"
+            )
         if self.ktr_score_batch_size is not None and self.ktr_score_batch_size < 1:
             raise ValueError(
                 f"ktr_score_batch_size={self.ktr_score_batch_size} must be >= 1 (or null: all rows)"

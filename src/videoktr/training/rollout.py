@@ -76,12 +76,52 @@ class RolloutVideoMixin:
         }
         return prompt_ids, None, fields
 
+    def _generate_single_turn(
+        self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
+    ):
+        """TRL's generation; the rollout's first call also records the sampled tokens' log-probs and entropies
+        (``ktr_full_logps: generation``, see training/generation_scores.py)."""
+        if not self._record_generation:
+            return super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
+        from peft import PeftModel
+
+        from videoktr.training.generation_scores import GenerationRecorder
+
+        self._record_generation = False  # one call: later ones (T-GRPO's shuffled rollouts, tools) are not it
+        model = self.accelerator.unwrap_model(self.model)
+        model = model.get_base_model() if isinstance(model, PeftModel) else model
+        recorder = GenerationRecorder(self.temperature)
+        handle = model.register_forward_hook(recorder.hook, with_kwargs=True)
+        try:
+            completion_ids, logprobs = super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
+        finally:
+            handle.remove()
+        self._generation_scores = recorder.finish(completion_ids)
+        return completion_ids, logprobs
+
     def _generate_and_score_completions(self, inputs):
+        args = self.args
+        self._record_generation = (
+            args.ktr_full_logps == "generation" and bool(args.selection_signals) and not self.tools
+        )
+        self._generation_scores = None
         try:
             output = super()._generate_and_score_completions(inputs)
             video = self._rollout_video
+            scores = self._generation_scores
         finally:
             self._rollout_video = None
+            self._record_generation = False
+            self._generation_scores = None
+        if scores is not None:
+            from videoktr.training.generation_scores import fit_width
+
+            width = output["completion_ids"].size(1)
+            output["_generation_logps"], output["_generation_entropy"] = (fit_width(v, width) for v in scores)
         n_local = output["completion_ids"].size(0)
         start = self.accelerator.process_index * n_local
         num_generations = self.num_generations if self.model.training else self.num_generations_eval
@@ -98,6 +138,8 @@ class RolloutVideoMixin:
             rows_video = self._batch_video(output)
         # Selection over whole groups, before TRL shuffles and splits the generation batch (training/selection.py).
         self._attach_selection(output, rows_video)
+        output.pop("_generation_logps", None)
+        output.pop("_generation_entropy", None)
         return output
 
     def _frame_shuffled_pixels(self, video: dict) -> list[torch.Tensor]:

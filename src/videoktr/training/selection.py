@@ -183,17 +183,20 @@ class SelectionMixin:
         if video is not None:
             features = self._video_features(self.model, video["pixel_values_videos"], video["video_grid_thw"])
         image_kwargs = image_rows(output, rows) if video is None else {}
-        logp, entropy, _ = self._get_per_token_logps_and_entropies(
-            self.model,
-            forward["input_ids"],
-            forward["attention_mask"],
-            forward["logits_to_keep"],
-            batch_size=self.args.ktr_score_batch_size,
-            compute_entropy="entropy" in signals,
-            video=video,
-            video_features=features,
-            **image_kwargs,
-        )
+        if "_generation_logps" in output:  # the sampling pass's own log-probs / entropies: no extra full pass
+            logp, entropy = output["_generation_logps"][rows], output["_generation_entropy"][rows]
+        else:
+            logp, entropy, _ = self._get_per_token_logps_and_entropies(
+                self.model,
+                forward["input_ids"],
+                forward["attention_mask"],
+                forward["logits_to_keep"],
+                batch_size=self.args.ktr_score_batch_size,
+                compute_entropy="entropy" in signals,
+                video=video,
+                video_features=features,
+                **image_kwargs,
+            )
         scores, signal_valid = {}, {}
         if "entropy" in signals:
             scores["entropy"] = entropy
@@ -288,6 +291,10 @@ class SelectionMixin:
         else:
             perturbed, ok = self._perturbed_features(features, video, kind, group)
             rows_ok = ok.to(logp.device)
+        # Rows whose counterfactual features are the real ones (e.g. shuffled identical patches) moved nothing:
+        # their shift is exactly 0 also when logp comes from the generation pass (other numerics than a forward).
+        unmoved = torch.tensor([torch.equal(p, f) for p, f in zip(perturbed, features, strict=True)])
+        unmoved = unmoved.to(logp.device) & (attention_mask == forward["attention_mask"]).all(dim=1)
         if args.ktr_distance == "logprob":
             logp_p, _ = self.forwards.token_logps(
                 model,
@@ -300,6 +307,7 @@ class SelectionMixin:
                 autocast=self.accelerator.autocast,
                 keep_positions=keep_positions,
             )
+            logp_p = torch.where(unmoved.unsqueeze(1), logp, logp_p)
             return core.logprob_shift(logp, logp_p, signed=args.ktr_signed), rows_ok
         shifts = []
         for start in range(0, logp.size(0), group):

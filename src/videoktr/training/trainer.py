@@ -88,6 +88,7 @@ class KTRTrainer(ResumeMixin, RolloutVideoMixin, RewardBonusMixin, SelectionMixi
         self._check_dataset_modality()
         self.sampling = args.video_sampling()
         self._rollout_video: dict[str, Any] | None = None
+        self._record_generation, self._generation_scores = False, None  # see rollout._generate_single_turn
         self._ktr_generator = torch.Generator().manual_seed(args.seed + 7919 * self.accelerator.process_index)
         self.skipped_videos: list[dict] = []
 

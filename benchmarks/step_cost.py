@@ -4,8 +4,9 @@
 
 Uses the demo's SFT checkpoint and data (built first if missing, as `videoktr demo` would).
 
-Demo recipe (32 rows = 4 prompts x G=8, one micro-batch): grpo, ktr and tw_grpo share the rollout (generation +
-rewards + advantages, same seed), timed once. Their selection (KTR: the attribution passes and masks over whole
+Demo recipe (32 rows = 4 prompts x G=8, one micro-batch): the rollout (generation + rewards + advantages, same
+seed) is timed for grpo (shared by tw_grpo) and for ktr (which also records the sampled tokens' log-probs and
+entropies during generation), interleaved. Their selection (KTR: the attribution passes and masks over whole
 groups; TW-GRPO: the group weights; both at the end of the rollout) and their loss + backward are timed on that same
 batch, methods interleaved round-robin. Per-step time = rollout + selection + loss/backward. t_grpo's rollout (with
 its shuffled-video generations) is timed with its own trainer. Every figure is a median of ``reps`` repetitions after
@@ -48,19 +49,34 @@ def one_batch(trainer) -> list[dict]:
     return next(iter(trainer.get_train_dataloader()))
 
 
-def time_rollout(trainer, batch, seed: int, reps: int) -> tuple[float, int, dict]:
-    """Median seconds of the rollout (generation + rewards + advantages) with the same seed each time."""
+def time_rollout(trainer, batch, seed: int, reps: int, methods=None) -> tuple[dict, int, dict]:
+    """Median seconds of the rollout (generation + rewards + advantages; for ktr also recording the sampled
+    tokens' log-probs and entropies, without its selection) per method, interleaved, same seed each time."""
     from videoktr.models.qwen2_5_vl import VisionCallCounter
 
-    times, output, calls = [], None, 0
-    for _ in range(1 + reps):  # the first repetition warms caches up and is not counted
-        torch.manual_seed(seed)
-        with VisionCallCounter(trainer.model) as counter:
-            start = time.perf_counter()
-            output = trainer._generate_and_score_completions(batch)
-            times.append(time.perf_counter() - start)
-        calls = counter.count
-    return statistics.median(times[1:]), calls, output
+    methods = methods or (trainer.args.method,)
+    times, output, calls = {m: [] for m in methods}, None, 0
+    for rep in range(1 + reps):  # the first repetition warms caches up and is not counted
+        for method in methods:
+            torch.manual_seed(seed)
+            with VisionCallCounter(trainer.model) as counter:
+                start = time.perf_counter()
+                result = _with_method(trainer, method, lambda: _rollout_only(trainer, batch))
+                if rep:
+                    times[method].append(time.perf_counter() - start)
+            if method == methods[-1]:
+                output, calls = result, counter.count
+    return {m: statistics.median(v) for m, v in times.items()}, calls, output
+
+
+def _rollout_only(trainer, batch) -> dict:
+    """The rollout without the selection (timed separately on the same batch)."""
+    attach = trainer._attach_selection
+    trainer._attach_selection = lambda output, video: None
+    try:
+        return trainer._generate_and_score_completions(batch)
+    finally:
+        trainer._attach_selection = attach
 
 
 def _with_method(trainer, method: str, fn):
@@ -74,16 +90,22 @@ def _with_method(trainer, method: str, fn):
         args.method, args.ktr_skip_zero_advantage = saved
 
 
-def time_methods(trainer, output, methods, reps: int) -> dict[str, dict]:
-    """Median seconds of selection and of loss + backward per method on the SAME batch, interleaved."""
+def time_methods(trainer, output, methods, reps: int) -> tuple[dict[str, dict], float]:
+    """Median seconds of selection and of loss + backward per method on the SAME batch, and of the floor (two
+    no-grad LM passes), all interleaved round-robin."""
     from videoktr.models.qwen2_5_vl import VisionCallCounter
 
     model = trainer.model
     plain = {k: v for k, v in output.items() if not k.startswith("ktr_token_")}
     video = trainer._batch_video(plain)
     times = {m: {"select": [], "loss": []} for m in methods}
-    calls, inputs = {}, {}
-    for rep in range(1 + reps):
+    calls, floors = {}, []
+    floor = floor_passes(trainer, plain)
+    for rep in range(1 + reps):  # repetition 0 is a warm-up
+        start = time.perf_counter()
+        floor()
+        if rep:
+            floors.append(time.perf_counter() - start)
         for method in methods:
             batch = dict(plain)
             with VisionCallCounter(model) as counter:
@@ -93,35 +115,34 @@ def time_methods(trainer, output, methods, reps: int) -> dict[str, dict]:
                 model.zero_grad(set_to_none=True)
                 _with_method(trainer, method, lambda b=batch: trainer.compute_loss(model, b).backward())
                 done = time.perf_counter()
-            if rep:  # repetition 0 is a warm-up
+            if rep:
                 times[method]["select"].append(selected - start)
                 times[method]["loss"].append(done - selected)
-            calls[method], inputs[method] = counter.count, batch
+            calls[method] = counter.count
     out = {}
     for m in methods:
         out[m] = {k: statistics.median(v) for k, v in times[m].items()}
         out[m]["vision_calls"] = calls[m]
-    return out
+    return out, statistics.median(floors)
 
 
-def floor_seconds(trainer, inputs, reps: int) -> float:
-    """Two no-grad LM passes over the batch with precomputed (detached) video features."""
+def floor_passes(trainer, inputs):
+    """A function running two no-grad LM passes over the batch with precomputed (detached) video features."""
     model = trainer.model
     ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
     mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
     video = trainer._batch_video(inputs)
     with torch.no_grad():
         feats = trainer._video_features(model, video["pixel_values_videos"], video["video_grid_thw"])
-    times = []
-    for _ in range(1 + reps):
-        start = time.perf_counter()
+
+    def run() -> None:
         with torch.no_grad():
             for _ in range(2):
                 trainer._get_per_token_logps_and_entropies(
                     model, ids, mask, inputs["completion_ids"].size(1), video=video, video_features=feats
                 )
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
+
+    return run
 
 
 def skipped_fraction(trainer) -> float:
@@ -130,17 +151,20 @@ def skipped_fraction(trainer) -> float:
 
 
 def paper_shape(cfg, out, paths, sft_dir, reps: int) -> dict:
-    """grpo and ktr optimiser steps at 4 completions per device, accumulation 8, G = 8, interleaved."""
+    """grpo and ktr optimiser steps at 4 completions per device, accumulation 8, G = 8, and the floor, interleaved."""
     fields = dict(per_device_train_batch_size=4, gradient_accumulation_steps=8, num_generations=8)
     trainers = {m: build(m, cfg, out, paths, sft_dir, **fields) for m in ("grpo", "ktr")}
     batch = one_batch(trainers["grpo"])
     times = {m: [] for m in trainers}
-    skipped, last = 0.0, {}
-    for rep in range(1 + reps):
+    skipped, floors, floor = 0.0, [], None
+    for rep in range(1 + reps):  # repetition 0 is a warm-up
+        if floor is not None:
+            start = time.perf_counter()
+            floor()
+            floors.append(time.perf_counter() - start)
         for method, trainer in trainers.items():
             torch.manual_seed(cfg.seed + rep)
             trainer._buffered_inputs = None
-            trainer._step = 0
             start = time.perf_counter()
             for micro in range(8):
                 trainer._step = micro
@@ -151,22 +175,25 @@ def paper_shape(cfg, out, paths, sft_dir, reps: int) -> dict:
                 times[method].append(time.perf_counter() - start)
             if method == "ktr":
                 skipped = skipped_fraction(trainer)
-            last[method] = trainer._buffered_inputs
-    whole = {
-        k: torch.cat([b[k] for b in last["grpo"]]) for k in ("prompt_ids", "prompt_mask", "completion_ids")
-    }
-    whole["completion_mask"] = torch.cat([b["completion_mask"] for b in last["grpo"]])
-    whole.update(
-        pixel_values_videos=[p for b in last["grpo"] for p in b["pixel_values_videos"]],
-        video_grid_thw=torch.cat([b["video_grid_thw"] for b in last["grpo"]]),
-        second_per_grid_ts=torch.cat([b["second_per_grid_ts"] for b in last["grpo"]]),
-    )
-    width = max(b["completion_ids"].size(1) for b in last["grpo"])
-    if any(b["completion_ids"].size(1) != width for b in last["grpo"]):
-        raise RuntimeError("micro-batches of different completion widths; cannot time the floor on them")
-    floor = floor_seconds(trainers["grpo"], whole, reps)
+        if floor is None:  # the floor's batch: grpo's whole generation batch of the warm-up repetition
+            floor = floor_passes(trainers["grpo"], _whole(trainers["grpo"]._buffered_inputs))
     grpo, ktr = statistics.median(times["grpo"]), statistics.median(times["ktr"])
-    return {"grpo_s": grpo, "ktr_s": ktr, "floor_s": floor, "skipped": skipped}
+    return {"grpo_s": grpo, "ktr_s": ktr, "floor_s": statistics.median(floors), "skipped": skipped}
+
+
+def _whole(micro_batches: list[dict]) -> dict:
+    """The generation batch back from its micro-batches (one padded generation: the same completion width)."""
+    keys = (
+        "prompt_ids",
+        "prompt_mask",
+        "completion_ids",
+        "completion_mask",
+        "video_grid_thw",
+        "second_per_grid_ts",
+    )
+    whole = {k: torch.cat([b[k] for b in micro_batches]) for k in keys}
+    whole["pixel_values_videos"] = [p for b in micro_batches for p in b["pixel_values_videos"]]
+    return whole
 
 
 def main() -> None:
@@ -185,21 +212,20 @@ def main() -> None:
     # grpo, ktr and tw_grpo differ only in the selection and the loss: one rollout, timed on the same batch.
     trainer = build("ktr", cfg, out, paths, sft_dir)
     batch = one_batch(trainer)
-    rollout, rollout_calls, output = _with_method(
-        trainer, "grpo", lambda: time_rollout(trainer, batch, cfg.seed, args.reps)
-    )
-    methods = time_methods(trainer, output, ("grpo", "ktr", "ktr_noskip", "tw_grpo"), args.reps)
+    rollouts, rollout_calls, output = time_rollout(trainer, batch, cfg.seed, args.reps, ("grpo", "ktr"))
+    methods, floor = time_methods(trainer, output, ("grpo", "ktr", "ktr_noskip", "tw_grpo"), args.reps)
     _with_method(
         trainer, "ktr", lambda: trainer._attach_selection(dict(output), trainer._batch_video(output))
     )
     skipped = skipped_fraction(trainer)
-    floor = floor_seconds(trainer, output, args.reps)
     # t_grpo's rollout adds the shuffled-video generations; its loss is grpo's.
     t_trainer = build("t_grpo", cfg, out, paths, sft_dir)
-    t_rollout, t_calls, _ = time_rollout(t_trainer, batch, cfg.seed, args.reps)
+    t_rollouts, t_calls, _ = time_rollout(t_trainer, batch, cfg.seed, args.reps)
+    t_rollout = t_rollouts["t_grpo"]
     tokens = int(output["completion_mask"].sum())
     rows = {}
     for method, m in methods.items():
+        rollout = rollouts["ktr" if method.startswith("ktr") else "grpo"]
         rows[method] = {"rollout_s": rollout + m["select"], "loss_s": m["loss"], "calls": m["vision_calls"]}
     rows["t_grpo"] = {"rollout_s": t_rollout, "loss_s": methods["grpo"]["loss"], "calls": None}
     for row in rows.values():

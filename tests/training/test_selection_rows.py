@@ -159,7 +159,7 @@ def test_generation_logps_and_entropies_equal_a_teacher_forced_forward(make_trai
 
     trainer._attach_selection = spy
     batch = trainer._generate_and_score_completions(rows_of(trainer))
-    assert "_generation_logps" not in batch  # not carried into the micro-batches
+    assert torch.equal(seen["_generation_logps"], batch["_generation_logps"])  # carried per row
     ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
     mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
     with torch.no_grad():

@@ -138,8 +138,6 @@ class RolloutVideoMixin:
             rows_video = self._batch_video(output)
         # Selection over whole groups, before TRL shuffles and splits the generation batch (training/selection.py).
         self._attach_selection(output, rows_video)
-        output.pop("_generation_logps", None)
-        output.pop("_generation_entropy", None)
         return output
 
     def _frame_shuffled_pixels(self, video: dict) -> list[torch.Tensor]:

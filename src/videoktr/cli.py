@@ -21,6 +21,7 @@ COMMAND_MODULES = {
     "eval": "videoktr.eval.commands",
     "demo": "videoktr.demo",
     "ablate": "videoktr.ablate",
+    "frames": "videoktr.frames.commands",
 }
 
 

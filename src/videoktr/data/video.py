@@ -26,7 +26,16 @@ import torch
 
 from videoktr.errors import UserError
 
-__all__ = ["VideoSamplingConfig", "DecodedVideo", "VideoDecodeError", "decode_video", "write_video"]
+__all__ = [
+    "VideoSamplingConfig",
+    "DecodedVideo",
+    "VideoDecodeError",
+    "check_frame_indices",
+    "decode_video",
+    "read_frame_count",
+    "uniform_indices",
+    "write_video",
+]
 
 
 class VideoDecodeError(UserError):
@@ -217,10 +226,46 @@ def _decode_indices(
     return [frames[i] for i in indices]
 
 
-def decode_video(path: str | Path, cfg: VideoSamplingConfig) -> DecodedVideo:
+def check_frame_indices(indices: list[int], total_frames: int) -> str | None:
+    """Why ``indices`` cannot be decoded from a video of ``total_frames`` frames (None: they can).
+
+    Explicit indices must be integers, strictly increasing, in ``[0, total_frames)``, and an even count >= 2
+    (Qwen2.5-VL encodes frames in temporal patches of 2).
+    """
+    if not indices or len(indices) % 2:
+        return f"{len(indices)} frame indices; an even number >= 2 is needed (Qwen2.5-VL encodes frame pairs)"
+    if any(not isinstance(i, int) or isinstance(i, bool) for i in indices):
+        return f"frame indices must be integers, got {indices}"
+    if any(b <= a for a, b in zip(indices, indices[1:])):
+        return f"frame indices must be strictly increasing (time order), got {indices}"
+    if indices[0] < 0 or indices[-1] >= total_frames:
+        return (
+            f"frame indices {indices} fall outside the video's {total_frames} frames (0..{total_frames - 1})"
+        )
+    return None
+
+
+def read_frame_count(path: str | Path) -> int:
+    """Frames in the first video stream of ``path`` (raises :class:`VideoDecodeError` naming the file)."""
+    path = Path(path)
+    container = _open(path)
+    try:
+        return _count_frames(container, path)
+    finally:
+        container.close()
+
+
+def decode_video(
+    path: str | Path, cfg: VideoSamplingConfig, indices: list[int] | None = None
+) -> DecodedVideo:
     """Decode the frames ``cfg`` asks for from ``path``; raises :class:`VideoDecodeError` naming the file.
 
-    Returns frames (T, C, H, W) uint8 with T = ``cfg.frame_count(...)``.
+    Returns frames (T, C, H, W) uint8 with T = ``cfg.frame_count(...)``. With ``indices`` (a record's
+    ``frame_indices``, e.g. chosen by a frame selector), exactly those frames are decoded instead (the frame count
+    of ``cfg`` is not used; its pixel budget still is). Their real positions go to the processor in
+    ``frame_indices`` / :meth:`DecodedVideo.metadata_dict` (``timestamps = index / source_fps``); Qwen2.5-VL's
+    processor reduces them to one rate per video, ``sample_fps = len(indices) / total_frames * source_fps``, so
+    the temporal position ids of an uneven selection are evenly spaced at its mean rate.
     """
     path = Path(path)
     container = _open(path)
@@ -233,11 +278,18 @@ def decode_video(path: str | Path, cfg: VideoSamplingConfig) -> DecodedVideo:
         total = _count_frames(container, path)
         if total == 0:
             raise VideoDecodeError(path, "the video has no frames")
-        try:
-            count = cfg.frame_count(total, source_fps)
-        except ValueError as err:
-            raise VideoDecodeError(path, f"too short: {err}") from err
-        indices = uniform_indices(total, count)
+        if indices is None:
+            try:
+                count = cfg.frame_count(total, source_fps)
+            except ValueError as err:
+                raise VideoDecodeError(path, f"too short: {err}") from err
+            indices = uniform_indices(total, count)
+        else:
+            indices = [int(i) if isinstance(i, np.integer) else i for i in indices]
+            problem = check_frame_indices(indices, total)
+            if problem is not None:
+                raise VideoDecodeError(path, problem)
+            count = len(indices)
         arrays = _decode_indices(container, path, indices)
     finally:
         container.close()

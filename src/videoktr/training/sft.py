@@ -46,7 +46,9 @@ class SFTCollator:
         from videoktr.data.video import decode_video
         from videoktr.training.data import resolve_video
 
-        return decode_video(resolve_video(record, self.root), self.sampling)
+        return decode_video(
+            resolve_video(record, self.root), self.sampling, indices=record.get("frame_indices")
+        )
 
     def example(self, record: dict) -> dict:
         """One training example; cached by the record's identity when ``cache_examples``."""

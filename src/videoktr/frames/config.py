@@ -1,0 +1,136 @@
+"""Settings of Frame-Voyager: candidates, frames kept, labelling, the querier and its training.
+
+Where the paper (Frame-Voyager, ICLR 2025) cannot be read, the choice made here is a field with its reason in the
+help text and in ``docs/frames.md``: M, T, the combination unit, K, the pruning rule, the loss form and margin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from videoktr.errors import UserError
+
+LABEL_SOURCES = ("model", "oracle")
+LOSS_FORMS = ("sum", "mean")
+SCORE_AGGREGATES = ("mean",)
+
+
+@dataclass
+class VoyagerConfig:
+    """Frame-Voyager settings shared by ``videoktr frames label | train | select | demo``."""
+
+    candidates: int = field(
+        default=16,
+        metadata={
+            "help": "M: candidate frames sampled uniformly from each video (even). The querier scores these; "
+            "a video with fewer frames is refused."
+        },
+    )
+    frames: int = field(
+        default=6,
+        metadata={
+            "help": "T: frames kept and shown to the video LLM (even, <= M; a multiple of `unit`). "
+            "The paper's VILA runs keep 8 of 128 candidates; 6 of 16 fits the tiny CPU model."
+        },
+    )
+    unit: int = field(
+        default=2,
+        metadata={
+            "help": "Frames per selection unit: Qwen2.5-VL encodes frame pairs (temporal patch 2), so frames are "
+            "chosen in aligned pairs of candidates and a combination is T/unit units out of M/unit."
+        },
+    )
+    max_combinations: int = field(
+        default=64,
+        metadata={
+            "help": "K: combinations labelled per record. All C(M/unit, T/unit) when that is <= K, else K "
+            "sampled uniformly without replacement (seeded per record)."
+        },
+    )
+    label_source: str = field(
+        default="model",
+        metadata={
+            "help": "'model': a combination's label is the video LLM's teacher-forced loss on the gold answer "
+            "(the paper). 'oracle': 0 if the combination holds the record's evidence_frames rule, else 1."
+        },
+    )
+    loss_form: str = field(
+        default="sum",
+        metadata={
+            "help": "Teacher-forced loss over the gold target tokens: 'sum' (answer-bearing tokens are not "
+            "diluted by template tokens) or 'mean' per token."
+        },
+    )
+    min_loss_spread: float = field(
+        default=0.5,
+        metadata={
+            "help": "Pruning rule: drop a record whose combinations' losses differ by less than this (max - min, "
+            "in nats of the chosen loss form): the model cannot tell its combinations apart."
+        },
+    )
+    pair_margin: float = field(
+        default=0.1,
+        metadata={
+            "help": "A training pair (c_w, c_l) needs loss(c_l) - loss(c_w) >= margin (nats): near-ties are not "
+            "ranked. Loss: -log sigmoid(r(c_w) - r(c_l)), r(c) = mean of its frames' scores."
+        },
+    )
+    hidden_size: int = field(default=64, metadata={"help": "Querier width."})
+    layers: int = field(
+        default=2,
+        metadata={
+            "help": "Querier transformer layers over [query, unit_1..unit_n] (frames see each other and the "
+            "question, as the paper's querier sees all M candidates with the query)."
+        },
+    )
+    train_steps: int = field(default=400, metadata={"help": "Querier optimiser steps."})
+    pairs_per_record: int = field(
+        default=16, metadata={"help": "Combination pairs sampled per record per step."}
+    )
+    records_per_step: int = field(default=32, metadata={"help": "Records per querier step."})
+    lr: float = field(default=2e-3, metadata={"help": "Querier learning rate (AdamW, cosine)."})
+    seed: int = field(
+        default=0, metadata={"help": "Seed of combination sampling, querier init and training."}
+    )
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`UserError` naming the bad field and how to fix it."""
+        if self.unit < 1:
+            raise UserError(f"frames: unit={self.unit} must be >= 1 (2 for Qwen2.5-VL)")
+        for name in ("candidates", "frames"):
+            value = getattr(self, name)
+            if value < 2 or value % 2 or value % self.unit:
+                raise UserError(
+                    f"frames: {name}={value} must be even, >= 2 and a multiple of unit={self.unit}"
+                )
+        if self.frames > self.candidates:
+            raise UserError(
+                f"frames: T={self.frames} > M={self.candidates}: cannot keep more frames than the candidates; "
+                f"lower --frames or raise --candidates"
+            )
+        if self.label_source not in LABEL_SOURCES:
+            raise UserError(f"frames: label_source={self.label_source!r}; valid: {', '.join(LABEL_SOURCES)}")
+        if self.loss_form not in LOSS_FORMS:
+            raise UserError(f"frames: loss_form={self.loss_form!r}; valid: {', '.join(LOSS_FORMS)}")
+        for name in ("max_combinations", "hidden_size", "layers", "train_steps", "pairs_per_record"):
+            if getattr(self, name) < 1:
+                raise UserError(f"frames: {name}={getattr(self, name)} must be >= 1")
+        if self.records_per_step < 1:
+            raise UserError(f"frames: records_per_step={self.records_per_step} must be >= 1")
+        if self.min_loss_spread < 0 or self.pair_margin < 0:
+            raise UserError("frames: min_loss_spread and pair_margin must be >= 0")
+        if not self.lr > 0:
+            raise UserError(f"frames: lr={self.lr} must be > 0")
+
+    @property
+    def n_units(self) -> int:
+        """Candidate units: M / unit."""
+        return self.candidates // self.unit
+
+    @property
+    def k_units(self) -> int:
+        """Units kept: T / unit."""
+        return self.frames // self.unit

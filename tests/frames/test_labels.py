@@ -1,0 +1,120 @@
+import math
+
+import pytest
+import torch
+
+from videoktr.data.video import VideoSamplingConfig
+from videoktr.frames.config import VoyagerConfig
+from videoktr.frames.labels import (
+    combination_frames,
+    combinations_for,
+    label_agreement,
+    label_record,
+    spearman,
+)
+
+SAMPLING = VideoSamplingConfig(num_frames=6, max_pixels=56 * 112)
+
+
+def _candidate(tiny, sparse_data, record, cfg):
+    from videoktr.data.prompts import build_question
+    from videoktr.frames.features import decode_candidates, encode_candidates
+
+    model, processor = tiny
+    video = decode_candidates(
+        sparse_data["root"] / record["path"], record["problem_id"], cfg.candidates, SAMPLING
+    )
+    return encode_candidates(model, processor, video, build_question(record, "short"), cfg.unit, SAMPLING)
+
+
+def test_combinations_all_or_sampled_deterministic():
+    assert combinations_for(4, 2, 10, 0, "r") == [[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]]
+    sampled = combinations_for(8, 3, 10, 0, "r")  # C(8,3)=56 > 10: sampled
+    assert len(sampled) == 10 and len({tuple(c) for c in sampled}) == 10
+    assert all(c == sorted(c) and len(c) == 3 for c in sampled)
+    assert sampled == combinations_for(8, 3, 10, 0, "r")
+    assert sampled != combinations_for(8, 3, 10, 1, "r")
+    assert combination_frames([0, 2, 4, 6, 8, 10], [2, 0], 2) == [0, 2, 8, 10]
+
+
+def test_spearman_hand_cases():
+    assert spearman([1, 2, 3], [1, 2, 3]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 1, 1], [1, 2, 3]) is None
+    # ties: ranks x = (0.5, 0.5, 2), y = (0, 1, 2): corr = 0.866...
+    assert spearman([5, 5, 9], [1, 2, 3]) == pytest.approx(math.sqrt(3) / 2)
+    lines = [{"losses": [0.1, 2.0, 3.0], "sufficient": [True, False, False]},
+             {"losses": [1.0, 1.0], "sufficient": [True, True]}]  # fmt: skip
+    agreement = label_agreement(lines)
+    assert agreement["n_records"] == 1 and agreement["best_is_sufficient"] == 1.0
+
+
+def test_unit_features_of_a_combination_equal_its_own_vision_pass(tiny, sparse_data, sparse_records):
+    """Why one vision pass per record is enough: a unit's features do not depend on the other frames."""
+    from videoktr.data.video import decode_video
+    from videoktr.models.qwen2_5_vl import build_video_inputs, encode_videos
+
+    model, processor = tiny
+    record = sparse_records[0][0]
+    cfg = VoyagerConfig()
+    candidate = _candidate(tiny, sparse_data, record, cfg)
+    combo = [1, 4, 6]
+    frames = combination_frames(candidate.video.frame_indices, combo, 2)
+    video = decode_video(sparse_data["root"] / record["path"], SAMPLING, indices=frames)
+    inputs = build_video_inputs(processor, ["q"], [video], sampling=SAMPLING)
+    with torch.no_grad():
+        (direct,) = encode_videos(model, inputs["pixel_values_videos"], inputs["video_grid_thw"])
+    sliced = candidate.unit_features[combo].reshape(-1, direct.shape[-1])
+    torch.testing.assert_close(sliced, direct.float(), rtol=1e-5, atol=1e-5)
+
+
+def test_label_loss_equals_a_plain_teacher_forced_forward(tiny, sparse_data, sparse_records):
+    from videoktr.training.sft import SFTCollator
+
+    model, processor = tiny
+    record = sparse_records[0][0]
+    cfg = VoyagerConfig(max_combinations=5)
+    candidate = _candidate(tiny, sparse_data, record, cfg)
+    line = label_record(model, processor, record, candidate, cfg, "short", SAMPLING)
+    assert len(line["losses"]) == 5 and len(line["sufficient"]) == 5
+    combo = line["combinations"][3]
+    frames = combination_frames(candidate.video.frame_indices, combo, 2)
+    # reference: the SFT collator's example for this record at these frames, loss summed over the target
+    collator = SFTCollator(processor, sparse_data["root"], SAMPLING, "short", cache_examples=False)
+    batch = collator([{**record, "frame_indices": frames}])
+    with torch.no_grad():
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    labels = batch["labels"][0, 1:]
+    logp = torch.log_softmax(logits[0, :-1].float(), -1)
+    keep = labels != -100
+    nll = -logp[keep].gather(1, labels[keep][:, None]).squeeze(1)
+    end_tokens = len(
+        collator.end_ids
+    )  # the collator also trains the end-of-turn token; labels do not score it
+    assert line["losses"][3] == pytest.approx(float(nll[:-end_tokens].sum()), rel=1e-4, abs=1e-4)
+
+
+def test_labels_deterministic_for_a_seed(tiny, sparse_data, sparse_records):
+    model, processor = tiny
+    record = sparse_records[0][1]
+    cfg = VoyagerConfig(max_combinations=8, seed=5)
+    candidate = _candidate(tiny, sparse_data, record, cfg)
+    a = label_record(model, processor, record, candidate, cfg, "short", SAMPLING)
+    b = label_record(
+        model, processor, record, _candidate(tiny, sparse_data, record, cfg), cfg, "short", SAMPLING
+    )
+    assert a == b
+    other = label_record(
+        model, processor, record, candidate, VoyagerConfig(max_combinations=8, seed=6), "short", SAMPLING
+    )
+    assert other["combinations"] != a["combinations"]
+    oracle = label_record(
+        model,
+        processor,
+        record,
+        candidate,
+        VoyagerConfig(max_combinations=8, seed=5, label_source="oracle"),
+        "short",
+        SAMPLING,
+    )
+    assert oracle["losses"] == [0.0 if s else 1.0 for s in a["sufficient"]]

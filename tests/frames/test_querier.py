@@ -25,7 +25,9 @@ def test_combination_score_is_the_mean_of_its_units():
 def test_ranking_loss_hand_values():
     win, lose = torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 0.0]])
     # -log sigmoid(2) = log(1 + e^-2) = 0.12693; -log sigmoid(0) = log 2
-    assert float(pairwise_ranking_loss(win, lose)) == pytest.approx((math.log1p(math.exp(-2)) + math.log(2)) / 2)
+    assert float(pairwise_ranking_loss(win, lose)) == pytest.approx(
+        (math.log1p(math.exp(-2)) + math.log(2)) / 2
+    )
     assert float(pairwise_ranking_loss(win, lose, torch.tensor([[True, False]]))) == pytest.approx(
         math.log1p(math.exp(-2))
     )

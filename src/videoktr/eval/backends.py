@@ -18,10 +18,17 @@ class HFBackend:
     """Batched ``model.generate`` with the real processor (left padding, video metadata, mm_token_type_ids)."""
 
     def __init__(
-        self, model: Any, processor: Any, sampling: Any, generation: GenerationSettings | None = None
+        self,
+        model: Any,
+        processor: Any,
+        sampling: Any,
+        generation: GenerationSettings | None = None,
+        frame_indices: dict[str, list[int]] | None = None,
     ):
         self.model, self.processor, self.sampling = model, processor, sampling
         self.generation = generation or GenerationSettings()
+        # video path -> the frames a frame selector chose (videoktr.frames); None: ``sampling`` picks them
+        self.frame_indices = frame_indices
 
     def _generate_kwargs(self) -> dict[str, Any]:
         """Every sampling parameter explicit, so neither ``generate``'s fallbacks (top_k 50) nor a checkpoint's
@@ -56,7 +63,8 @@ class HFBackend:
         from videoktr.data.video import decode_video
         from videoktr.models.qwen2_5_vl import build_video_inputs
 
-        decoded = [decode_video(path, self.sampling) for path in videos]
+        chosen = self.frame_indices or {}
+        decoded = [decode_video(path, self.sampling, indices=chosen.get(str(path))) for path in videos]
         inputs = build_video_inputs(self.processor, list(questions), decoded, sampling=self.sampling)
         inputs = inputs.to(self.model.device)
         kwargs = self._generate_kwargs()

@@ -108,6 +108,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--backend", choices=("hf", "vllm"), default="hf", help="Generation backend. Default hf"
     )
     parser.add_argument("--device", default="cpu", help="Device for the hf backend (cpu, cuda). Default cpu")
+    parser.add_argument(
+        "--frame-selector",
+        choices=("uniform", "random", "oracle", "voyager"),
+        help="Choose --frames of --candidates frames per video (videoktr frames; docs/frames.md); the chosen "
+        "indices are stored with each prediction. Default: uniform sampling by --frames / --fps",
+    )
+    parser.add_argument("--selector", help="Querier checkpoint for --frame-selector voyager (frames train)")
+    parser.add_argument("--candidates", type=int, default=16, help="M candidate frames per video. Default 16")
     parser.set_defaults(func=run)
     modes = parser.add_subparsers(dest="eval_mode", metavar="[score]")
     score = modes.add_parser("score", help="Score an external predictions file (no model needed)")
@@ -255,7 +263,7 @@ def _sampling(args: argparse.Namespace):
     )
 
 
-def _backend(args: argparse.Namespace, sampling, generation):
+def _backend(args: argparse.Namespace, sampling, generation, frames=None):
     from videoktr.eval.backends import HFBackend, VLLMBackend
 
     if args.backend == "vllm":
@@ -264,7 +272,60 @@ def _backend(args: argparse.Namespace, sampling, generation):
 
     model, processor = load_model_and_processor(args.model, device=args.device)
     model.eval()
-    return HFBackend(model, processor, sampling, generation)
+    backend = HFBackend(model, processor, sampling, generation)
+    if frames is not None:  # (VoyagerConfig, records): choose each video's frames
+        from videoktr.frames.select import plan_frames
+
+        cfg, records = frames
+        backend.frame_indices = plan_frames(
+            args.frame_selector, records, args.video_root, cfg, model=model, processor=processor,
+            selector=args.selector, model_path=str(args.model), sampling=sampling, template=args.template,
+        )  # fmt: skip
+    return backend
+
+
+def _frame_selection(args: argparse.Namespace, items) -> tuple[dict, tuple | None]:
+    """(identity keys, (VoyagerConfig, records) or None) of ``--frame-selector``; refuses what cannot work."""
+    if not args.frame_selector:
+        return {}, None
+    import json
+    from pathlib import Path
+
+    from videoktr.errors import UserError
+    from videoktr.eval.identity import file_sha256
+    from videoktr.frames.config import VoyagerConfig
+
+    if args.fps:
+        raise UserError("--frame-selector keeps --frames frames of --candidates: drop --fps")
+    if args.backend != "hf":
+        raise UserError("--frame-selector needs --backend hf")
+    cfg = VoyagerConfig(candidates=args.candidates, frames=args.frames)
+    records = [item.to_record() for item in items]
+    if (
+        args.frame_selector == "oracle"
+    ):  # the evidence rule is in the data file's rows (synthetic sparse data)
+        rows = json.loads(Path(args.data).read_text())
+        by_id = {str(r.get("problem_id")): r for r in rows} if isinstance(rows, list) else {}
+        for record in records:
+            if "evidence_rule" not in by_id.get(record["problem_id"], {}):
+                raise UserError(
+                    f"record {record['problem_id']}: --frame-selector oracle needs 'evidence_rule' in {args.data} "
+                    "(the synthetic sparse records have it); use uniform, random or voyager"
+                )
+            record["evidence_rule"] = by_id[record["problem_id"]]["evidence_rule"]
+    selector = {"name": args.frame_selector, "candidates": args.candidates, "frames": args.frames}
+    if args.frame_selector == "voyager":
+        if not args.selector:
+            raise UserError(
+                "--frame-selector voyager needs --selector DIR (a `videoktr frames train` output)"
+            )
+        weights = Path(args.selector) / "querier.safetensors"
+        if not weights.is_file():
+            raise UserError(
+                f"{args.selector} is not a querier checkpoint; train one with `videoktr frames train`"
+            )
+        selector["selector_sha256"] = file_sha256(weights)
+    return {"frame_selector": selector}, (cfg, records)
 
 
 def _check_video_r1_records(args: argparse.Namespace) -> None:
@@ -312,19 +373,20 @@ def run(args: argparse.Namespace) -> int:
     check_scorer(args.scorer, items)
     _warn_no_rule(args.scorer, items)
     question_text(items[0], args.template)
+    selection, frames = _frame_selection(args, items)
     settings, recorded = eval_run_settings(
         model_dir=args.model, bench=args.bench, data=args.data, sampling=sampling, generation=generation,
-        template=args.template, backend=args.backend, scorer=args.scorer,
+        template=args.template, backend=args.backend, scorer=args.scorer, **selection,
     )  # fmt: skip
     identity = RunIdentity(settings, recorded)
     open_predictions(predictions, identity)
-    backend = _backend(args, sampling, generation)
+    backend = _backend(args, sampling, generation, frames)
     _, summary = run_evaluation(backend, items, config, predictions, identity=identity, progress=True)
     summary["run"] = {
         "model": str(args.model), "bench": args.bench, "data": str(args.data), "video_root": str(args.video_root),
         "sampling": vars(sampling), "generation": vars(generation), "template": args.template,
         "scorer": args.scorer, "backend": args.backend, "predictions": str(predictions),
-        "identity": identity.header()[HEADER_KEY],
+        "identity": identity.header()[HEADER_KEY], **selection,
     }  # fmt: skip
     _print_summary(f"{args.bench}: {args.model}", summary)
     out = Path(args.summary) if args.summary else predictions.with_suffix(".summary.json")

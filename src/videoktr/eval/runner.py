@@ -210,16 +210,21 @@ def _generate_batch(
     ``indices``: the items' positions in the benchmark (the backend derives sampling seeds from them)."""
     questions = [question_text(item, config.template) for item in batch]
     videos = [video_path(item, config.video_root) for item in batch]
+    chosen = getattr(backend, "frame_indices", None)  # a frame selector's choice, kept with each prediction
     try:
         outputs = backend.generate(questions, videos, indices=indices)
-        return [
+        records = [
             prediction_record(item, output, scorer=config.scorer)
             for item, output in zip(batch, outputs, strict=True)
         ]
     except Exception as err:
-        if len(batch) == 1:
-            return [prediction_record(batch[0], None, error=_error_text(err), scorer=config.scorer)]
-    return [_generate_batch(backend, [item], config, [index])[0] for item, index in zip(batch, indices)]
+        if len(batch) > 1:
+            return [_generate_batch(backend, [item], config, [index])[0] for item, index in zip(batch, indices)]
+        records = [prediction_record(batch[0], None, error=_error_text(err), scorer=config.scorer)]
+    if chosen:
+        for record, video in zip(records, videos, strict=True):
+            record["frame_indices"] = chosen.get(str(video))
+    return records
 
 
 class _ErrorStreak:

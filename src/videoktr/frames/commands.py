@@ -24,6 +24,13 @@ def _voyager_config(args, extra: dict | None = None):
     from videoktr.training.recipe import parse_value
 
     raw = dict(extra or {})
+    if getattr(args, "config", None):
+        import yaml
+
+        loaded = yaml.safe_load(Path(args.config).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise UserError(f"{args.config}: expected a mapping of VoyagerConfig fields")
+        raw.update(loaded.get("voyager", loaded))
     names = {f.name for f in dataclasses.fields(VoyagerConfig)}
     for item in getattr(args, "overrides", []) or []:
         if "=" not in item:
@@ -32,6 +39,9 @@ def _voyager_config(args, extra: dict | None = None):
         if key not in names:
             raise UserError(f"unknown frames setting {key!r}; valid: {', '.join(sorted(names))}")
         raw[key] = parse_value(value)
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise UserError(f"unknown frames setting(s) {unknown}; valid: {', '.join(sorted(names))}")
     if getattr(args, "candidates", None) is not None:
         raw["candidates"] = args.candidates
     if getattr(args, "frames", None) is not None:
@@ -46,7 +56,10 @@ def _load(args, vcfg):
     from videoktr.models.tiny import load_model_and_processor
 
     quiet_libraries()
-    model, processor = load_model_and_processor(args.model)
+    import torch
+
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
+    model, processor = load_model_and_processor(args.model, dtype=dtype, device=args.device)
     model.eval()
     sampling = VideoSamplingConfig(num_frames=vcfg.frames, max_pixels=args.max_pixels)
     records = load_records(args.data)
@@ -66,14 +79,13 @@ def run_label(args) -> int:
 
     vcfg = _voyager_config(args)
     model, processor, sampling, records = _load(args, vcfg)
-    feats = _features(model, processor, records, args, vcfg, sampling)
-    lines = [
-        label_record(model, processor, r, feats[r["problem_id"]], vcfg, args.template, sampling)
-        for r in records
-    ]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    lines = []
     with open(args.out, "w") as handle:
-        handle.writelines(json.dumps(line) + "\n" for line in lines)
+        for record in records:  # one record's token features in memory at a time
+            (candidate,) = _features(model, processor, [record], args, vcfg, sampling).values()
+            lines.append(label_record(model, processor, record, candidate, vcfg, args.template, sampling))
+            handle.write(json.dumps(lines[-1]) + "\n")
     print(
         json.dumps({"labelled": len(lines), "kept": sum(x["kept"] for x in lines), **label_agreement(lines)})
     )
@@ -91,7 +103,11 @@ def run_train(args) -> int:
     model, processor, sampling, records = _load(args, vcfg)
     labelled = {line["problem_id"] for line in lines}
     records = [r for r in records if str(r.get("problem_id")) in labelled]
-    feats = _features(model, processor, records, args, vcfg, sampling)
+    feats = {}
+    for record in records:
+        feats.update(
+            {k: v.compact() for k, v in _features(model, processor, [record], args, vcfg, sampling).items()}
+        )
     querier, history = train_querier(feats, lines, vcfg, model_fingerprint(model), str(args.model), log=print)
     querier.save_pretrained(args.out, extra={"voyager": dataclasses.asdict(vcfg)})
     (Path(args.out) / "train_history.json").write_text(json.dumps(history))
@@ -164,6 +180,11 @@ def _common(parser, need_out: bool = True) -> None:
     parser.add_argument("--template", default="short", help="prompt template (as the model was trained)")
     parser.add_argument("--max-pixels", type=int, default=56 * 112, help="pixels per frame after resize")
     parser.add_argument("--limit", type=int, help="only the first N records")
+    parser.add_argument(
+        "--config", help="YAML of VoyagerConfig fields (e.g. configs/paper/frame_voyager_*.yaml)"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("overrides", nargs="*", help="key=value VoyagerConfig fields")
 
 

@@ -75,6 +75,9 @@ class VoyagerConfig:
             "ranked. Loss: -log sigmoid(r(c_w) - r(c_l)), r(c) = mean of its frames' scores."
         },
     )
+    label_batch_size: int = field(
+        default=64, metadata={"help": "Combinations per teacher-forced LM pass when labelling (memory knob)."}
+    )
     hidden_size: int = field(default=64, metadata={"help": "Querier width."})
     layers: int = field(
         default=2,
@@ -83,7 +86,21 @@ class VoyagerConfig:
             "question, as the paper's querier sees all M candidates with the query)."
         },
     )
-    train_steps: int = field(default=400, metadata={"help": "Querier optimiser steps."})
+    query: str = field(
+        default="question",
+        metadata={
+            "help": "What the querier reads: 'question' (the record's problem text) or 'prompt' (the full prompt "
+            "with options and format instructions; for benchmarks whose options say what to look for)."
+        },
+    )
+    arch: str = field(
+        default="gru",
+        metadata={
+            "help": "Querier body: 'transformer' (units and question tokens attend to each other) or 'gru' (the "
+            "same, then a bidirectional GRU over the units in time order: a bias toward local relations)."
+        },
+    )
+    train_steps: int = field(default=800, metadata={"help": "Querier optimiser steps."})
     pairs_per_record: int = field(
         default=16, metadata={"help": "Combination pairs sampled per record per step."}
     )
@@ -113,9 +130,20 @@ class VoyagerConfig:
             )
         if self.label_source not in LABEL_SOURCES:
             raise UserError(f"frames: label_source={self.label_source!r}; valid: {', '.join(LABEL_SOURCES)}")
+        if self.query not in ("question", "prompt"):
+            raise UserError(f"frames: query={self.query!r}; valid: question, prompt")
+        if self.arch not in ("transformer", "gru"):
+            raise UserError(f"frames: arch={self.arch!r}; valid: transformer, gru")
         if self.loss_form not in LOSS_FORMS:
             raise UserError(f"frames: loss_form={self.loss_form!r}; valid: {', '.join(LOSS_FORMS)}")
-        for name in ("max_combinations", "hidden_size", "layers", "train_steps", "pairs_per_record"):
+        for name in (
+            "max_combinations",
+            "label_batch_size",
+            "hidden_size",
+            "layers",
+            "train_steps",
+            "pairs_per_record",
+        ):
             if getattr(self, name) < 1:
                 raise UserError(f"frames: {name}={getattr(self, name)} must be >= 1")
         if self.records_per_step < 1:

@@ -26,14 +26,14 @@ class FramesDemoConfig:
     """Settings of the Frame-Voyager demo (defaults: the CPU run reported in docs/results.md)."""
 
     seed: int = field(default=0, metadata={"help": "Seed of data, model init, SFT, labels and querier."})
-    n_train: int = field(default=512, metadata={"help": "Sparse training records (SFT views and labels)."})
+    n_train: int = field(default=1536, metadata={"help": "Sparse training records (SFT views and labels)."})
     n_test: int = field(default=128, metadata={"help": "Held-out records: selection and accuracy."})
-    n_label: int = field(default=384, metadata={"help": "Training records labelled for the querier."})
+    n_label: int = field(default=448, metadata={"help": "Training records labelled for the querier."})
     video_frames: int = field(default=16, metadata={"help": "Frames per synthetic video (= M by default)."})
     height: int = field(default=56, metadata={"help": "Frame height (pixels)."})
     width: int = field(default=112, metadata={"help": "Frame width (pixels)."})
     template: str = field(default="short", metadata={"help": "Prompt template."})
-    sft_views: int = field(default=2, metadata={"help": "Sufficient T-frame views per SFT record."})
+    sft_views: int = field(default=1, metadata={"help": "Sufficient T-frame views per SFT record."})
     sft_steps: int = field(default=500, metadata={"help": "SFT optimiser steps."})
     sft_lr: float = field(default=3e-3, metadata={"help": "SFT learning rate (cosine)."})
     sft_batch_size: int = field(default=16, metadata={"help": "SFT batch size."})
@@ -105,8 +105,7 @@ def _sft(cfg, vcfg, out: Path, data: dict, model_dir: Path) -> Path:
 
 
 def encode_all(model, processor, records, root, vcfg, sampling, template) -> dict:
-    from videoktr.data.prompts import build_question
-    from videoktr.frames.features import decode_candidates, encode_candidates
+    from videoktr.frames.features import decode_candidates, encode_candidates, query_text
 
     out = {}
     for record in records:
@@ -114,7 +113,7 @@ def encode_all(model, processor, records, root, vcfg, sampling, template) -> dic
             Path(root) / record["path"], record["problem_id"], vcfg.candidates, sampling
         )
         out[record["problem_id"]] = encode_candidates(
-            model, processor, video, build_question(record, template), vcfg.unit, sampling
+            model, processor, video, query_text(record, vcfg, template), vcfg.unit, sampling
         )
     return out
 
@@ -144,16 +143,16 @@ def paired_bootstrap(a: list[float], b: list[float], resamples: int, seed: int) 
 def evaluate_selection(
     model, processor, records, frames_by_id, root, sampling, cfg, predictions: Path
 ) -> list[dict]:
+    from videoktr.eval.backends import HFBackend
     from videoktr.eval.benchmarks import load_benchmark
     from videoktr.eval.runner import EvalRunConfig, GenerationSettings, run_evaluation
-    from videoktr.frames.select import FrameIndexBackend
 
     test_file = predictions.with_suffix(".records.json")
     test_file.write_text(json.dumps([{**r, "frame_indices": frames_by_id[r["problem_id"]]} for r in records]))
     items = load_benchmark("video-r1", test_file)
     indices = {str(Path(root) / r["path"]): frames_by_id[r["problem_id"]] for r in records}
     generation = GenerationSettings(max_new_tokens=cfg.max_new_tokens, temperature=0.0)
-    backend = FrameIndexBackend(model, processor, sampling, generation, indices)
+    backend = HFBackend(model, processor, sampling, generation, frame_indices=indices)
     config = EvalRunConfig(video_root=Path(root), batch_size=cfg.eval_batch_size, template=cfg.template)
     if predictions.exists():
         predictions.unlink()

@@ -32,12 +32,23 @@ class CandidateVideo:
     """The M candidate frames of one record and their vision features."""
 
     video: object  # DecodedVideo with M frames
-    unit_features: torch.Tensor  # (n, S, D): LM-space features of each unit
+    unit_features: torch.Tensor | None  # (n, S, D): LM-space features of each unit (None once dropped)
     query_embeddings: torch.Tensor  # (L, D): the question's token embeddings (frozen)
+    _pooled: torch.Tensor | None = None
 
     def pooled(self) -> torch.Tensor:
         """(n, 2D): mean and max over each unit's tokens (the querier's frame descriptor)."""
-        return torch.cat([self.unit_features.mean(1), self.unit_features.amax(1)], dim=-1)
+        if self._pooled is None:
+            self._pooled = torch.cat([self.unit_features.mean(1), self.unit_features.amax(1)], dim=-1)
+        return self._pooled
+
+    def compact(self) -> CandidateVideo:
+        """Keep only what the querier needs (pooled features, question): a 7B's token features of a whole
+        dataset do not fit in memory, its pooled ones do."""
+        self.pooled()
+        self.unit_features = None
+        self.video.frames = self.video.frames[:0]
+        return self
 
 
 def candidate_indices(total_frames: int, candidates: int, record_id: str) -> list[int]:
@@ -58,6 +69,15 @@ def decode_candidates(path: str | Path, record_id: str, candidates: int, samplin
 
     total = read_frame_count(path)
     return decode_video(path, sampling, indices=candidate_indices(total, candidates, record_id))
+
+
+def query_text(record: dict, cfg, template: str) -> str:
+    """The text the querier reads for ``record`` (``cfg.query``: the question alone, or the whole prompt)."""
+    from videoktr.data.prompts import build_question
+
+    if cfg.query == "question":
+        return str(record.get("problem") or "")
+    return build_question(record, template)
 
 
 @torch.no_grad()

@@ -82,8 +82,8 @@ def model_losses(
     target = torch.tensor([_target_ids(processor, record)])
     losses = []
     device = next(model.parameters()).device
-    for begin in range(0, len(combos), 64):
-        chunk = combos[begin : begin + 64]
+    for begin in range(0, len(combos), cfg.label_batch_size):
+        chunk = combos[begin : begin + cfg.label_batch_size]
         n = len(chunk)
         rows = {
             "input_ids": inputs["input_ids"].repeat(n, 1),

@@ -33,6 +33,7 @@ class QuerierConfig:
     hidden_size: int = 64
     layers: int = 2
     heads: int = 4
+    arch: str = "transformer"  # "transformer" | "gru" (see Querier)
     model_fingerprint: str = ""  # videoktr.frames.features.model_fingerprint of the features' model
     model_path: str = ""  # where that model was loaded from (for the error message)
     candidates: int = 16
@@ -40,7 +41,8 @@ class QuerierConfig:
 
 
 class Querier(nn.Module):
-    """[question tokens; unit tokens] -> transformer encoder -> one score per unit.
+    """[question tokens; unit tokens] -> transformer encoder -> one score per unit. Each unit token also carries its
+    elementwise product with the mean question token (a direct unit-question match).
 
     forward(units (B, n, F), query (B, L, D), query_mask (B, L) bool) -> scores (B, n)."""
 
@@ -52,10 +54,15 @@ class Querier(nn.Module):
         self.query_in = nn.Sequential(nn.LayerNorm(config.query_dim), nn.Linear(config.query_dim, h))
         self.position = nn.Embedding(config.n_units, h)
         self.kind = nn.Embedding(2, h)  # 0 question token, 1 unit
+        self.match = nn.Linear(h, h)  # unit x question interaction (which unit shows what the question names)
         layer = nn.TransformerEncoderLayer(
             h, config.heads, dim_feedforward=2 * h, dropout=0.0, batch_first=True, norm_first=True
         )
         self.encoder = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+        if config.arch == "gru":  # a recurrent pass over the units in time order: "right after X" is local
+            self.gru = nn.GRU(h, h // 2, num_layers=1, batch_first=True, bidirectional=True)
+        elif config.arch != "transformer":
+            raise ValueError(f"unknown querier arch {config.arch!r}; valid: transformer, gru")
         self.head = nn.Sequential(nn.LayerNorm(h), nn.Linear(h, 1))
 
     def forward(self, units: torch.Tensor, query: torch.Tensor, query_mask: torch.Tensor) -> torch.Tensor:
@@ -63,12 +70,18 @@ class Querier(nn.Module):
         if n != self.config.n_units:
             raise ValueError(f"the querier was built for {self.config.n_units} units, got {n}")
         pos = torch.arange(n, device=units.device)
-        u = self.unit_in(units) + self.position(pos) + self.kind.weight[1]
-        q = self.query_in(query) + self.kind.weight[0]
+        q = self.query_in(query)
+        weights = query_mask.to(q.dtype).unsqueeze(-1)
+        pooled = (q * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # (B, h)
+        u = self.unit_in(units)
+        u = u + self.match(u * pooled.unsqueeze(1)) + self.position(pos) + self.kind.weight[1]
+        q = q + self.kind.weight[0]
         tokens = torch.cat([q, u], dim=1)
         pad = torch.cat([~query_mask, torch.zeros(b, n, dtype=torch.bool, device=units.device)], dim=1)
-        out = self.encoder(tokens, src_key_padding_mask=pad)
-        return self.head(out[:, -n:]).squeeze(-1)
+        out = self.encoder(tokens, src_key_padding_mask=pad)[:, -n:]
+        if self.config.arch == "gru":
+            out = out + self.gru(out)[0]
+        return self.head(out).squeeze(-1)
 
     def save_pretrained(self, path: str | Path, extra: dict | None = None) -> Path:
         from safetensors.torch import save_file

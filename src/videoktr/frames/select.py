@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from videoktr.core.registry import Registry
 from videoktr.errors import UserError
 from videoktr.frames.labels import _record_seed, combination_frames
 
-__all__ = ["SELECTORS", "select_frames", "load_selector", "FrameIndexBackend"]
+__all__ = ["SELECTORS", "select_frames", "load_selector", "plan_frames"]
 
 SELECTORS: Registry = Registry("frame selector")
 
@@ -101,26 +100,48 @@ def load_selector(path: str | Path, model, model_path: str, cfg) -> Any:
     return querier
 
 
-class FrameIndexBackend:
-    """The evaluation runner's HF backend, decoding each video at given frame indices (keyed by video path)."""
+def plan_frames(
+    name: str,
+    records: list[dict],
+    video_root: str | Path,
+    cfg,
+    *,
+    model=None,
+    processor=None,
+    selector: str | Path | None = None,
+    model_path: str = "",
+    sampling=None,
+    template: str = "video-r1",
+) -> dict[str, list[int]]:
+    """Video path (as the evaluation runner builds it: ``video_root / record["path"]``) -> chosen frame indices,
+    for every record. ``voyager`` needs the model, its processor and a querier checkpoint trained on it."""
+    from videoktr.data.video import read_frame_count
+    from videoktr.frames.features import decode_candidates, encode_candidates, query_text
 
-    def __init__(self, model, processor, sampling, generation, indices_by_path: dict[str, Sequence[int]]):
-        from videoktr.eval.backends import HFBackend
-
-        self.hf = HFBackend(model, processor, sampling, generation)
-        self.indices = {str(Path(p)): list(v) for p, v in indices_by_path.items()}
-
-    def generate(self, questions, videos):
-        import torch
-
-        from videoktr.data.video import decode_video
-        from videoktr.models.qwen2_5_vl import build_video_inputs
-
-        hf = self.hf
-        decoded = [decode_video(path, hf.sampling, indices=self.indices[str(Path(path))]) for path in videos]
-        inputs = build_video_inputs(hf.processor, list(questions), decoded, sampling=hf.sampling).to(
-            hf.model.device
+    SELECTORS.get(name)  # unknown name: the registry's error lists the valid ones
+    querier = None
+    if name == "voyager":
+        if selector is None or model is None:
+            raise UserError(
+                "--frame-selector voyager needs --selector DIR (a `videoktr frames train` output)"
+            )
+        querier = load_selector(selector, model, model_path, cfg)
+    plan = {}
+    for record in records:
+        rid = str(record.get("problem_id"))
+        path = (
+            Path(record["path"]) if Path(record["path"]).is_absolute() else Path(video_root) / record["path"]
         )
-        with torch.no_grad():
-            output = hf.model.generate(**inputs, **hf._generate_kwargs())
-        return hf.processor.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        total = read_frame_count(path)
+        candidate = None
+        if querier is not None:
+            video = decode_candidates(path, rid, cfg.candidates, sampling)
+            candidate = encode_candidates(
+                model, processor, video, query_text(record, cfg, template), cfg.unit, sampling
+            )
+        elif total < cfg.frames:
+            raise UserError(
+                f"record {rid}: its video has {total} frames, fewer than T={cfg.frames}; lower --frames"
+            )
+        plan[str(path)] = select_frames(name, record, total, cfg, candidate=candidate, querier=querier)
+    return plan

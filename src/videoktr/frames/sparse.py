@@ -28,8 +28,7 @@ from videoktr.data.synthetic import (
     Square,
     SyntheticConfig,
     _balanced_answers,
-    _sizes,
-    _slot_positions,
+    _even,
     render,
 )
 from videoktr.data.video import write_video
@@ -56,12 +55,27 @@ class SparseConfig:
     height: int = field(default=56, metadata={"help": "Frame height in pixels (even)."})
     width: int = field(default=112, metadata={"help": "Frame width in pixels (even)."})
     fps: float = field(default=4.0, metadata={"help": "Frame rate written into the mp4 files."})
+    square_sizes: tuple[int, ...] = field(
+        default=(28, 32, 36, 40),
+        metadata={
+            "help": "Square sides in pixels (even), one drawn at random per square. One square is visible at a "
+            "time, so they may be large: the evidence should be easy to see, finding it is the task."
+        },
+    )
     kinds: tuple[str, ...] = field(
         default=SPARSE_KINDS, metadata={"help": f"Question kinds, cycled over the records: {SPARSE_KINDS}."}
     )
 
     def __post_init__(self) -> None:
         self.kinds = tuple(self.kinds)
+        self.square_sizes = tuple(int(x) for x in self.square_sizes)
+        if not self.square_sizes or any(
+            x < 2 or x % 2 or x > min(self.height, self.width) for x in self.square_sizes
+        ):
+            raise UserError(
+                f"sparse synthetic: square_sizes {list(self.square_sizes)} must be even and fit the "
+                f"{self.height}x{self.width} frame"
+            )
         unknown = [k for k in self.kinds if k not in SPARSE_KINDS]
         if not self.kinds or unknown:
             raise UserError(f"sparse synthetic: kinds {list(self.kinds)}; valid: {', '.join(SPARSE_KINDS)}")
@@ -120,8 +134,8 @@ def _record(
         evidence_units = [units[position], units[position + 1]]
         question = f"Which color appears right after the {COLOR_NAMES[asked]} square?"
         process = f"<think>The {COLOR_NAMES[answer]} square appears right after the {COLOR_NAMES[asked]} square.</think>"
-    sizes = _sizes(rng, n)
-    positions = _slot_positions(rng, scene_cfg, n, sizes)
+    sizes = [int(x) for x in rng.choice(cfg.square_sizes, size=n)]
+    positions = [(_even(rng, 0, cfg.height - size), _even(rng, 0, cfg.width - size)) for size in sizes]
     squares = [
         Square(COLOR_NAMES[c], s, [p if t in _segment(u, cfg.unit) else None for t in range(cfg.num_frames)])
         for c, s, p, u in zip(order, sizes, positions, units)

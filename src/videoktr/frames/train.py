@@ -64,6 +64,7 @@ def train_querier(features: dict, lines: list[dict], cfg, fingerprint: str, mode
         n_units=cfg.n_units,
         hidden_size=cfg.hidden_size,
         layers=cfg.layers,
+        arch=cfg.arch,
         model_fingerprint=fingerprint,
         model_path=model_path,
         candidates=cfg.candidates,

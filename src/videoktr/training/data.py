@@ -60,17 +60,21 @@ def prepare_rl_rows(
                 "trainer reads video records (train image records with TRL's image path: see docs/training.md)"
             )
         video = resolve_video(record, root)
+        frames = record.get("frame_indices")
         if check_videos:
             try:
-                decode_video(video, sampling)
+                decode_video(video, sampling, indices=frames)
             except VideoDecodeError as err:
                 skipped.append(
                     {"problem_id": record.get("problem_id", index), "path": str(video), "reason": str(err)}
                 )
                 logger.warning("skipping record %s: %s", record.get("problem_id", index), err)
                 continue
+        part = {"type": "video", "video": str(video)}
+        if frames is not None:  # chosen by a frame selector (videoktr frames select): used by every pass
+            part["frame_indices"] = [int(i) for i in frames]
         content = [
-            {"type": "video", "video": str(video)},
+            part,
             {"type": "text", "text": build_question(record, template)},
         ]
         row = {"prompt": [{"role": "user", "content": content}]}

@@ -1,7 +1,8 @@
 """Rollout video plumbing of ``KTRTrainer``: video prompts through our decoder and the real processor, and the
 per-row video tensors carried with each row of the generation batch.
 
-- ``_tokenize_prompts``: video prompts are decoded by ``videoktr.data.video`` (our sampling config, real fps) and
+- ``_tokenize_prompts``: video prompts are decoded by ``videoktr.data.video`` (our sampling config, real fps; or the
+  record's ``frame_indices`` when its video part carries them) and
   encoded by the real processor through ``videoktr.models.qwen2_5_vl.build_video_inputs``; the per-row video
   tensors are kept for the passes after generation (``self._rollout_video``). Image/text prompts go to TRL.
 - ``_generate_and_score_completions``: adds the per-row video tensors and the group index of every row to the
@@ -23,6 +24,17 @@ def prompt_video_path(prompt: list[dict]) -> str | None:
             for part in content:
                 if part.get("type") == "video":
                     return part.get("video")
+    return None
+
+
+def prompt_video_frames(prompt: list[dict]) -> list[int] | None:
+    """The ``frame_indices`` of a prompt's video part (chosen by a frame selector), if the data file gave them."""
+    for message in prompt:
+        content = message.get("content")
+        if isinstance(content, list):
+            for part in content:
+                if part.get("type") == "video" and part.get("frame_indices") is not None:
+                    return [int(i) for i in part["frame_indices"]]
     return None
 
 
@@ -52,8 +64,14 @@ class RolloutVideoMixin:
         from videoktr.data.video import decode_video
         from videoktr.models.qwen2_5_vl import build_video_inputs
 
-        decoded = {path: decode_video(path, self.sampling) for path in dict.fromkeys(paths)}
-        videos = [decoded[p] for p in paths]
+        # a record's frame_indices (a frame selector's choice) replace uniform sampling; every pass after the
+        # rollout (KTR perturbations, T-GRPO's shuffled rollouts, the loss) reuses these decoded frames
+        keys = [(path, tuple(prompt_video_frames(p) or ())) for path, p in zip(paths, prompts)]
+        decoded = {
+            key: decode_video(key[0], self.sampling, indices=list(key[1]) or None)
+            for key in dict.fromkeys(keys)
+        }
+        videos = [decoded[key] for key in keys]
         batch = build_video_inputs(
             self.processing_class, [prompt_text(p) for p in prompts], videos, sampling=self.sampling
         )

@@ -13,7 +13,8 @@ def test_frames_demo_end_to_end_small(tmp_path):
                  "sft_batch_size=4", "bootstrap=50", "voyager.train_steps=3", "voyager.records_per_step=4", "voyager.min_loss_spread=0"])  # fmt: skip
     assert code == 0
     results = json.loads((out / "results.json").read_text())
-    assert set(results["selectors"]) == {"uniform", "random", "voyager", "oracle"}
+    assert set(results["selectors"]) == {"uniform", "random", "voyager", "oracle", "voyager_oracle_labels"}
+    assert set(results["selectors"]["voyager"]["by_kind"]) == {"sparse_after", "sparse_first"}
     assert results["selectors"]["oracle"]["sufficiency"] == 1.0
     assert set(results["seconds"]) >= {"data", "sft", "labels", "querier", "total"}
     assert (out / "chosen_frames.png").stat().st_size > 0 and "voyager" in (out / "report.md").read_text()

@@ -40,6 +40,13 @@ class FramesDemoConfig:
     max_new_tokens: int = field(default=32, metadata={"help": "Tokens generated per test answer (greedy)."})
     eval_batch_size: int = field(default=32, metadata={"help": "Evaluation batch size."})
     bootstrap: int = field(default=2000, metadata={"help": "Paired bootstrap resamples of test questions."})
+    diagnose_oracle_labels: bool = field(
+        default=True,
+        metadata={
+            "help": "Also train the querier on oracle labels of the same records (row voyager_oracle_labels): "
+            "tells label quality apart from what the querier can learn."
+        },
+    )
     voyager: dict = field(
         default_factory=dict,
         metadata={"help": "VoyagerConfig fields (candidates, frames, ...); seed is ours."},
@@ -128,6 +135,32 @@ def selection_metrics(record: dict, frames: list[int]) -> dict:
         "precision": hit / len(frames),
         "recall": hit / len(evidence),
     }
+
+
+def summarize_selection(records: list[dict], frames_by_id: dict, rows: list[dict]) -> dict:
+    """Sufficiency, evidence precision/recall and accuracy over ``records`` (and per question kind)."""
+    metrics = [selection_metrics(r, frames_by_id[r["problem_id"]]) for r in records]
+    correct = {row["id"]: float(row["correct"]) for row in rows}
+
+    def mean(values):
+        return round(float(np.mean(values)), 4)
+
+    out = {
+        "sufficiency": mean([m["sufficient"] for m in metrics]),
+        "evidence_precision": mean([m["precision"] for m in metrics]),
+        "evidence_recall": mean([m["recall"] for m in metrics]),
+        "accuracy": mean([correct[r["problem_id"]] for r in records]),
+        "by_kind": {},
+        "_correct": [correct[r["problem_id"]] for r in records],
+        "_sufficient": [float(m["sufficient"]) for m in metrics],
+    }
+    for kind in sorted({r["question_kind"] for r in records}):
+        idx = [i for i, r in enumerate(records) if r["question_kind"] == kind]
+        out["by_kind"][kind] = {
+            "sufficiency": mean([metrics[i]["sufficient"] for i in idx]),
+            "accuracy": mean([out["_correct"][i] for i in idx]),
+        }
+    return out
 
 
 def paired_bootstrap(a: list[float], b: list[float], resamples: int, seed: int) -> dict:
@@ -219,35 +252,31 @@ def run_frames_demo(cfg: FramesDemoConfig, out: Path, console=None) -> dict[str,
     querier.save_pretrained(out / "selector", extra={"voyager": dataclasses.asdict(vcfg)})
     (out / "selector" / "train_history.json").write_text(json.dumps(history))
     stage("querier")
+    selectors = {name: (name, querier) for name in SELECTOR_ORDER}
+    if cfg.diagnose_oracle_labels:  # same records, same querier recipe, labels from the evidence rule
+        oracle_cfg = dataclasses.replace(vcfg, label_source="oracle")
+        oracle_lines = [
+            label_record(None, None, r, feats[r["problem_id"]], oracle_cfg, cfg.template)
+            for r in label_records
+        ]
+        selectors["voyager_oracle_labels"] = (
+            "voyager",
+            train_querier(feats, oracle_lines, oracle_cfg, fingerprint, "")[0],
+        )
+        stage("querier (oracle labels, diagnostic)")
     per_selector: dict[str, dict] = {}
     choices: dict[str, dict[str, list[int]]] = {}
-    for name in SELECTOR_ORDER:
-        frames_by_id = {}
-        for record in test:
-            candidate = feats[record["problem_id"]]
-            frames_by_id[record["problem_id"]] = select_frames(
-                name, record, candidate.video.total_frames, vcfg, candidate=candidate, querier=querier
-            )
+    for name, (selector, scorer) in selectors.items():
+        frames_by_id = {
+            r["problem_id"]: select_frames(selector, r, feats[r["problem_id"]].video.total_frames, vcfg,
+                                           candidate=feats[r["problem_id"]], querier=scorer)
+            for r in test
+        }  # fmt: skip
         choices[name] = frames_by_id
         rows = evaluate_selection(
-            model,
-            processor,
-            test,
-            frames_by_id,
-            data["root"],
-            sampling,
-            cfg,
-            out / f"predictions_{name}.jsonl",
-        )
-        metrics = [selection_metrics(r, frames_by_id[r["problem_id"]]) for r in test]
-        per_selector[name] = {
-            "sufficiency": round(float(np.mean([m["sufficient"] for m in metrics])), 4),
-            "evidence_precision": round(float(np.mean([m["precision"] for m in metrics])), 4),
-            "evidence_recall": round(float(np.mean([m["recall"] for m in metrics])), 4),
-            "accuracy": round(float(np.mean([row["correct"] for row in rows])), 4),
-            "_correct": [float(row["correct"]) for row in rows],
-            "_sufficient": [float(m["sufficient"]) for m in metrics],
-        }
+            model, processor, test, frames_by_id, data["root"], sampling, cfg, out / f"predictions_{name}.jsonl"
+        )  # fmt: skip
+        per_selector[name] = summarize_selection(test, frames_by_id, rows)
     stage("select+evaluate")
     (out / "selections.json").write_text(json.dumps(choices))
     voy, uni = per_selector["voyager"], per_selector["uniform"]

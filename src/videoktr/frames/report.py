@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ROWS = ("uniform", "random", "voyager", "oracle")
+ROWS = ("uniform", "random", "voyager", "oracle", "voyager_oracle_labels")
 
 
 def plot_choices(path: Path, records: list[dict], choices: dict, feats: dict, n: int = 4) -> Path:

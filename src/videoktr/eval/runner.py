@@ -219,7 +219,9 @@ def _generate_batch(
         ]
     except Exception as err:
         if len(batch) > 1:
-            return [_generate_batch(backend, [item], config, [index])[0] for item, index in zip(batch, indices)]
+            return [
+                _generate_batch(backend, [item], config, [index])[0] for item, index in zip(batch, indices)
+            ]
         records = [prediction_record(batch[0], None, error=_error_text(err), scorer=config.scorer)]
     if chosen:
         for record, video in zip(records, videos, strict=True):

@@ -61,11 +61,12 @@ def _choice(name: str, value: object, valid: tuple | dict) -> None:
 class KTRConfig(GRPOConfig):
     """GRPO training arguments plus the key-token (Video-KTR) and baseline options. See docs/method.md."""
 
-    beta: float = field(
-        default=0.04,
+    beta: float | None = field(
+        default=None,
         metadata={
-            "help": "KL coefficient (k3 estimator, every valid token). 0.04 as in the authors' scripts (the paper's "
-            "text says 0.4); 0.0 skips the reference model."
+            "help": "KL coefficient (k3 estimator, every valid token). Default 0.04 as in the Video-KTR authors' "
+            "scripts (the paper's text says 0.4); method tw_grpo: 0.0 (TW-GRPO's script). 0.0 skips the "
+            "reference model."
         },
     )
     # ---- which algorithm -------------------------------------------------------------------------------------
@@ -179,7 +180,8 @@ class KTRConfig(GRPOConfig):
     aggregation: str | None = field(
         default=None,
         metadata={
-            "help": "Loss aggregation (default seq-mean-token-mean, or the one loss_type names): "
+            "help": "Loss aggregation (default seq-mean-token-mean; method tw_grpo: token-mean; or the one "
+            "loss_type names): "
             "'seq-mean-token-mean' (paper eq. 1-2, TRL grpo), 'token-mean' (over the micro-batch's tokens, TRL "
             "bnpo), 'token-mean-global' (over the tokens of the whole accumulated batch of every process, TRL dapo), "
             "'seq-mean-token-sum-norm' (Dr. GRPO: divide by rows * max_completion_length)."
@@ -297,9 +299,42 @@ class KTRConfig(GRPOConfig):
     )
 
     def __post_init__(self):
+        self._method_defaults()
         self._resolve_aggregation()
         super().__post_init__()
         self._validate_ktr()
+
+    def _method_defaults(self) -> None:
+        """Fill the loss settings a method defines and the user left unset; ``method_defaults`` records them.
+
+        tw_grpo (TW-GRPO's scripts/tw-grpo.sh and grpo_trainer.py): token-mean loss, clip 0.2 / 0.28, beta 0;
+        every other method: seq-mean-token-mean (TRL grpo), clip epsilon_high = epsilon, beta 0.04.
+        """
+        tw = self.method == "tw_grpo"
+        filled = {}
+        if self.aggregation is None and self.loss_type is None:
+            self.aggregation = filled["aggregation"] = "token-mean" if tw else "seq-mean-token-mean"
+        if self.epsilon_high is None and tw:
+            self.epsilon_high = filled["epsilon_high"] = 0.28
+        if self.beta is None:
+            self.beta = filled["beta"] = 0.0 if tw else 0.04
+        self.method_defaults = filled
+
+    def effective_loss_settings(self) -> str:
+        """One line with the loss settings in force, each marked when the method's default filled it."""
+        values = {
+            "method": self.method,
+            "aggregation": self.aggregation,
+            "epsilon": self.epsilon,
+            "epsilon_high": self.epsilon_high if self.epsilon_high is not None else self.epsilon,
+            "beta": self.beta,
+        }
+        if self.method == "tw_grpo":
+            values["tw_alpha"] = self.tw_alpha
+        defaults = getattr(self, "method_defaults", {})
+        return ", ".join(
+            f"{k}={v}" + (" (method default)" if k in defaults else "") for k, v in values.items()
+        )
 
     def _resolve_aggregation(self) -> None:
         """``aggregation`` and TRL's ``loss_type`` name one thing: derive one from the other, refuse a conflict."""

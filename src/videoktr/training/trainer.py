@@ -91,6 +91,8 @@ class KTRTrainer(ResumeMixin, RolloutVideoMixin, RewardBonusMixin, SelectionMixi
         self._record_generation, self._generation_scores = False, None  # see rollout._generate_single_turn
         self._ktr_generator = torch.Generator().manual_seed(args.seed + 7919 * self.accelerator.process_index)
         self.skipped_videos: list[dict] = []
+        if self.accelerator.is_main_process:  # the loss settings in force, the method's defaults marked
+            print(f"videoktr loss settings: {args.effective_loss_settings()}")
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _check_reward_names(self) -> None:

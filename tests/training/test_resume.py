@@ -165,3 +165,69 @@ def test_saved_keys_are_renamed_to_the_model_layout(tiny_model_dir, tmp_path):
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     assert load_model_weights(model, tmp_path / "ck")
     assert all(torch.allclose(p, before[n] + 0.5) for n, p in model.named_parameters())
+
+
+# --------------------------------------------------------------------------------------------- 2 processes
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_two_process_resume_equals_uninterrupted(four_records, tiny_model_dir, tmp_path):
+    """`accelerate launch` with 2 CPU processes: a run resumed from checkpoint-2 (each process restores its own RNG,
+    rollout buffer and generator) ends with the weights and log of the uninterrupted 3-step run. 4 prompts, 2 per
+    step: step 3 opens the second epoch, whose order must be the seed's second draw."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+    from safetensors.torch import load_file
+
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "full"
+    trainer = dict(
+        method="ktr", output_dir=str(out), use_cpu=True, bf16=False, report_to="none", seed=0, max_steps=3,
+        num_generations=2, per_device_train_batch_size=2, max_completion_length=16, learning_rate=1e-3,
+        video_frames=4, video_max_pixels=56 * 112, prompt_template="short", length_bonus=False,
+        gradient_checkpointing=False, logging_steps=1, save_strategy="steps", save_steps=1, disable_tqdm=True,
+    )  # fmt: skip
+    recipe = {
+        "model": str(tiny_model_dir), "rewards": ["resume_rewards:alternating"], "trainer": trainer,
+        "data": four_records,
+    }  # fmt: skip
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--config_file", str(repo / "configs" / "accelerate" / "multi_cpu.yaml"), "--num_processes", "2",
+        "-m", "videoktr.cli", "train", "--config", str(tmp_path / "recipe.yaml"),
+    ]  # fmt: skip
+    # rewards 0, 1, 0, 1 by row (never all equal in a group): every step moves the weights
+    (tmp_path / "resume_rewards.py").write_text(
+        "def alternating(completions, **kwargs):\n    return [float(i % 2) for i in range(len(completions))]\n"
+    )
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert {p.name for p in (out / "checkpoint-2").glob("videoktr_state*")} == {
+        "videoktr_state_0.pt",
+        "videoktr_state_1.pt",
+    }
+    cut = tmp_path / "cut"  # the same run, killed after checkpoint-2
+    cut.mkdir()
+    shutil.copytree(out / "checkpoint-1", cut / "checkpoint-1")
+    shutil.copytree(out / "checkpoint-2", cut / "checkpoint-2")
+    resumed = command + [f"output_dir={cut}", "resume_from_checkpoint=true"]
+    done = subprocess.run(resumed, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-4000:]
+    a, b = load_file(out / "model.safetensors"), load_file(cut / "model.safetensors")
+    assert a.keys() == b.keys() and [k for k in a if not torch.equal(a[k], b[k])] == []
+
+    def logged(run):
+        history = json.loads((run / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
+        return [(h["step"], h["loss"], h["grad_norm"]) for h in history if "loss" in h]
+
+    assert logged(cut) == logged(out) and len(logged(out)) == 3
+    before = load_file(out / "checkpoint-2" / "model.safetensors")
+    assert any(not torch.equal(before[k], a[k]) for k in a)  # step 3 changed the weights

@@ -264,7 +264,14 @@ def _sampling(args: argparse.Namespace):
 
 
 def _backend(args: argparse.Namespace, sampling, generation, frames=None):
+    import sys
+
     from videoktr.eval.backends import HFBackend, VLLMBackend
+
+    if not sys.stderr.isatty():  # a log: transformers' redrawn load bars would pile up on one line
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
     if args.backend == "vllm":
         return VLLMBackend(args.model, sampling, generation)

@@ -19,6 +19,12 @@ def test_a_good_record_has_no_problem():
     assert validate_record(numeric) == []
 
 
+def test_multi_answer_solutions_are_valid():
+    # several correct letters (TW-GRPO's multi-answer records): each must be an option
+    assert validate_record(good_record(solution="<answer>A,C</answer>")) == []
+    assert validate_record(good_record(solution="<answer>B, D</answer>")) == []
+
+
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
@@ -26,6 +32,8 @@ def test_a_good_record_has_no_problem():
             {"solution": "<answer>E</answer>"},
             "solution: answer 'E' is not one of the option letters A, B, C, D",
         ),
+        ({"solution": "<answer>A,E</answer>"}, "solution: answer 'A,E' is not one of the option letters"),
+        ({"solution": "<answer>A,A</answer>"}, "solution: answer 'A,A' is not one of the option letters"),
         ({"solution": "B"}, "solution: 'B' must be '<answer>X</answer>'"),
         ({"solution": "<answer> </answer>"}, "solution: the answer inside <answer></answer> is empty"),
         ({"problem_type": "mcq"}, "problem_type: 'mcq' is not one of"),

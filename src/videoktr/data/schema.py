@@ -126,8 +126,13 @@ def _check_solution(record: Mapping) -> list[str]:
     problem_type = record.get("problem_type")
     if problem_type == "multiple choice" and isinstance(record.get("options"), list):
         letters = option_letters(record["options"])
-        if all(letters) and answer not in letters:  # malformed options are reported on their own
-            return [f"solution: answer {answer!r} is not one of the option letters {', '.join(letters)}"]
+        # one letter, or several correct ones "A,C" (multi-answer records, TW-GRPO's soft reward)
+        given = [part.strip() for part in answer.split(",")]
+        if all(letters) and (
+            not all(given) or any(g not in letters for g in given) or len(set(given)) < len(given)
+        ):
+            return [f"solution: answer {answer!r} is not one of the option letters {', '.join(letters)}"
+                    + (" (or several, comma-separated, each once)" if "," in answer else "")]  # fmt: skip
     if problem_type in ("numerical", "regression"):
         try:
             float(answer.replace(",", ""))

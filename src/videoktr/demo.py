@@ -393,11 +393,12 @@ def run_demo(cfg: DemoConfig, out: Path, console=None) -> dict[str, Any]:
         "rl_stopped_by_time_budget": stopped_early,
         "seconds": round(time.time() - start, 1),
     }
-    smoothed = moving_average(trainer.state.log_history, ["reward", "rewards/accuracy/mean"], window=10)
+    first_reward = f"rewards/{cfg.rewards[0]}/mean"  # "accuracy" by default; tw_soft_mc etc. for TW-GRPO
+    smoothed = moving_average(trainer.state.log_history, ["reward", first_reward], window=10)
     plots = {
         "rl_reward": plot_curves(
             smoothed,
-            ["reward", "rewards/accuracy/mean"],
+            ["reward", first_reward],
             out / "rl_reward.png",
             "RL reward (10-step moving mean)",
         ),

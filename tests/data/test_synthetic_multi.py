@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 
 from videoktr.data.prompts import build_question
+from videoktr.data.schema import validate_dataset, validate_record
 from videoktr.data.synthetic import COLOR_NAMES, make_synthetic
 from videoktr.data.synthetic_multi import ANSWER_SETS, PROPER_SETS
 from videoktr.data.video import VideoSamplingConfig, decode_video
@@ -59,7 +60,9 @@ def test_answer_sets_are_balanced(dataset):
     assert sizes == {1: 4, 2: 6, 3: 4, 4: 1}
 
 
-def test_records_need_a_multi_answer_template(dataset):
+def test_records_are_valid_and_need_a_multi_answer_template(dataset):
+    assert validate_dataset(dataset["train"], dataset["root"], kind="rl", sampling=EIGHT).ok
+    assert validate_dataset(dataset["train_sft"], dataset["root"], kind="sft", decode=False).ok
     records = json.loads(dataset["train"].read_text())
     multi = next(r for r in records if "," in r["solution"])
     assert build_question(multi, "short-multi").endswith("separated by commas if several.")
@@ -70,3 +73,18 @@ def test_records_need_a_multi_answer_template(dataset):
 def test_frames_needed(tmp_path):
     with pytest.raises(UserError, match="num_frames=6 must be even and >= 8"):
         make_synthetic(tmp_path, n_train=2, n_test=0, seed=0, num_frames=6, kinds=["colors_after"])
+
+
+@pytest.mark.parametrize(
+    ("solution", "problem"),
+    [
+        ("<answer>A,E</answer>", "answer 'A,E' is not one of the option letters A, B, C, D (or several"),
+        ("<answer>A,A</answer>", "answer 'A,A' is not one of the option letters"),
+        ("<answer>A,,C</answer>", "answer 'A,,C' is not one of the option letters"),
+    ],
+)
+def test_bad_multi_answer_records_are_refused(dataset, solution, problem):
+    record = dict(json.loads(dataset["train"].read_text())[0], solution=solution)
+    problems = validate_record(record)
+    assert len(problems) == 1 and problem in problems[0]
+    assert validate_record(dict(record, solution="<answer>A, C</answer>")) == []

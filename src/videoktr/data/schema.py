@@ -9,7 +9,8 @@ A record::
 ``path`` is relative to a data root given by the user and must stay under it (no absolute path elsewhere, no
 ``../`` out of it) unless ``allow_outside_root``: a train file must not reach the test split's videos unnoticed.
 SFT records add ``process`` = ``"<think>...</think>"``. ``options`` may be null or an empty list unless the problem
-is multiple choice. ``data_source`` is optional.
+is multiple choice. ``data_source`` is optional. A multiple-choice solution may name several correct letters,
+``"<answer>A,C</answer>"`` (TW-GRPO multi-answer records): each must be one of the options' letters, once.
 
 :func:`check_records` is the one record check of ``validate-data``, ``train`` and ``eval`` (Video-R1 files): every
 record is checked (fields, types, options vs solution, duplicate ids, paths under the root and, optionally, that the

@@ -159,3 +159,36 @@ def test_duplicate_ids_and_bad_json(tmp_path):
     bad.write_text('{"a": 1}\n{oops\n')
     with pytest.raises(UserError, match=r"bad.jsonl:2"):
         load_benchmark("video-r1", bad)
+
+
+@pytest.mark.parametrize("bench", ["videomme", "mvbench", "video-holmes"])
+def test_every_malformed_record_is_listed_at_once(tmp_path, bench):
+    """A file with several bad records names each of them in one error, not only the first."""
+    fixture = {
+        "videomme": "videomme.json",
+        "mvbench": "mvbench_authors.json",
+        "video-holmes": "video_holmes_official.json",
+    }
+    rows = json.loads((FIXTURES / fixture[bench]).read_text())
+    assert len(rows) >= 2
+    # The first and the last record each lose a field the loader needs; any in between stay good.
+    field = {"videomme": "question", "mvbench": "video", "video-holmes": "Question"}[bench]
+    broken = [dict(rows[0]), *rows[1:-1], dict(rows[-1])]
+    del broken[0][field], broken[-1][field]
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(broken))
+    with pytest.raises(UserError) as err:
+        load_benchmark(bench, path)
+    message = str(err.value)
+    assert "2 malformed record(s)" in message and "nothing was evaluated" in message
+    assert message.count(f"field '{field}'") == 2  # both records named, each with its field
+
+
+def test_listing_is_capped_but_counts_every_bad_record(tmp_path):
+    rows = [{"question_id": f"q{i}", "videoID": "v", "domain": "d", "task_type": "t", "question": "?",
+             "options": ["A. x", "B. y"], "answer": "A"} for i in range(30)]  # fmt: skip
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(rows))  # no 'duration' anywhere: 30 bad records
+    with pytest.raises(UserError, match=r"30 malformed record\(s\)[\s\S]*and 10 more") as err:
+        load_benchmark("videomme", path)
+    assert str(err.value).count("field 'duration'") == 20

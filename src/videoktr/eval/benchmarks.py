@@ -25,11 +25,12 @@ Formats (field names as in the public files; users bring the files and the video
 
 Each item also keeps, in ``native``, what the benchmark's own scorer and prompt read (``--scorer official``,
 ``--template benchmark``). New formats register a loader in :data:`BENCHMARKS`.
-A malformed record raises :class:`UserError` naming the file, the record id and the field.
+Malformed records raise one :class:`UserError` that lists every one of them (file, record id, field).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -112,6 +113,38 @@ def _rows(path: Path) -> list[Mapping[str, Any]]:
     return data
 
 
+class RecordErrors:
+    """Collects the error of every malformed record of a file, so that all of them are listed at once.
+
+    Each loader reads its rows inside ``with errors.record():``; ``raise_if_any`` then raises one
+    :class:`UserError` naming every bad record (file, id, field), as ``validate-data`` does for Video-R1 files.
+    """
+
+    MAX_LISTED = 20  # messages shown; the count covers all
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.messages: list[str] = []
+
+    @contextlib.contextmanager
+    def record(self):
+        try:
+            yield
+        except UserError as err:
+            self.messages.append(str(err))
+
+    def raise_if_any(self) -> None:
+        if self.messages:
+            shown = self.messages[: self.MAX_LISTED]
+            listed = "\n".join(f"  - {message}" for message in shown)
+            if len(self.messages) > len(shown):
+                listed += f"\n  ... and {len(self.messages) - len(shown)} more"
+            raise UserError(
+                f"{self.path}: {len(self.messages)} malformed record(s); fix each and rerun "
+                f"(nothing was evaluated):\n{listed}"
+            )
+
+
 def _get(row: Mapping[str, Any], key: str, path: Path, rid: Any, kind: type | tuple = str) -> Any:
     """``row[key]``, checked to be present, non-empty and of type ``kind``; else a UserError naming it."""
     value = row.get(key)
@@ -152,10 +185,15 @@ def _is_number(text: str) -> bool:
 
 def _unique(items: list[BenchItem], path: Path) -> list[BenchItem]:
     seen: set[str] = set()
+    errors = RecordErrors(path)
     for item in items:
-        if item.id in seen:
-            raise UserError(f"{path}: id {item.id!r} appears twice; ids must be unique to resume and score")
+        with errors.record():
+            if item.id in seen:
+                raise UserError(
+                    f"{path}: id {item.id!r} appears twice; ids must be unique to resume and score"
+                )
         seen.add(item.id)
+    errors.raise_if_any()
     return items
 
 
@@ -206,10 +244,15 @@ def _with_categories(item: BenchItem, categories: dict[str, str]) -> BenchItem:
 def load_video_r1(path: Path) -> list[BenchItem]:
     """Video-R1 schema records; categories ``family``/``question_kind`` when present, else ``problem_type``."""
     items = []
+    errors = RecordErrors(path)
     for index, row in enumerate(_rows(path)):
-        item = _video_r1_item(row, path, index, "video-r1")
-        categories = {key: str(row[key]) for key in ("family", "question_kind") if row.get(key) is not None}
-        items.append(_with_categories(item, categories or {"problem_type": item.problem_type}))
+        with errors.record():
+            item = _video_r1_item(row, path, index, "video-r1")
+            categories = {
+                key: str(row[key]) for key in ("family", "question_kind") if row.get(key) is not None
+            }
+            items.append(_with_categories(item, categories or {"problem_type": item.problem_type}))
+    errors.raise_if_any()
     return items
 
 
@@ -245,13 +288,16 @@ def _holmes_official(row: Mapping[str, Any], path: Path) -> BenchItem:
 def load_video_holmes(path: Path) -> list[BenchItem]:
     """Video-Holmes, official format or Video-R1-style (``original_question_type``)."""
     items = []
+    errors = RecordErrors(path)
     for index, row in enumerate(_rows(path)):
-        if "Question ID" in row:
-            items.append(_holmes_official(row, path))
-            continue
-        item = _video_r1_item(row, path, index, "video-holmes")
-        category = _get(row, "original_question_type", path, row.get("problem_id"))
-        items.append(_with_categories(item, {"question_type": category}))
+        with errors.record():
+            if "Question ID" in row:
+                items.append(_holmes_official(row, path))
+                continue
+            item = _video_r1_item(row, path, index, "video-holmes")
+            category = _get(row, "original_question_type", path, row.get("problem_id"))
+            items.append(_with_categories(item, {"question_type": category}))
+    errors.raise_if_any()
     return items
 
 
@@ -271,28 +317,33 @@ def _videommmu_track(row: Mapping[str, Any], path: Path) -> str:
 def load_videommmu(path: Path) -> list[BenchItem]:
     """VideoMMMU rows (lmms-lab format): multiple choice, plus numerical/free-form open questions."""
     items = []
+    errors = RecordErrors(path)
     for row in _rows(path):
-        rid = _get(row, "id", path, row.get("id"))
-        answer = str(_get(row, "answer", path, rid, (str, int, float))).strip()
-        options, problem_type = None, "numerical" if _is_number(answer) else "free-form"
-        if row.get("question_type") == "multiple-choice":
-            options, problem_type = _lettered(_get(row, "options", path, rid, list)), "multiple choice"
-            answer = _check_letter(answer, options, path, rid)
-        categories = {"track": _videommmu_track(row, path)}
-        subject = re.match(r"^[^_]+_(.+)_\d+$", rid)
-        if subject:
-            categories["subject"] = subject.group(1)
-            categories["domain"] = VIDEOMMMU_DOMAINS.get(subject.group(1), "unknown")
-        video = row.get("video_path") or f"{rid}.mp4"
-        question = _get(row, "question", path, rid)
-        native = {
-            "question_type": row.get("question_type"),
-            "options": list(row.get("options") or []),
-            "prompt": _videommmu_prompt(question, row, categories["track"]),
-        }
-        items.append(
-            BenchItem(rid, question, options, answer, problem_type, video, categories, "videommmu", native)
-        )
+        with errors.record():
+            rid = _get(row, "id", path, row.get("id"))
+            answer = str(_get(row, "answer", path, rid, (str, int, float))).strip()
+            options, problem_type = None, "numerical" if _is_number(answer) else "free-form"
+            if row.get("question_type") == "multiple-choice":
+                options, problem_type = _lettered(_get(row, "options", path, rid, list)), "multiple choice"
+                answer = _check_letter(answer, options, path, rid)
+            categories = {"track": _videommmu_track(row, path)}
+            subject = re.match(r"^[^_]+_(.+)_\d+$", rid)
+            if subject:
+                categories["subject"] = subject.group(1)
+                categories["domain"] = VIDEOMMMU_DOMAINS.get(subject.group(1), "unknown")
+            video = row.get("video_path") or f"{rid}.mp4"
+            question = _get(row, "question", path, rid)
+            native = {
+                "question_type": row.get("question_type"),
+                "options": list(row.get("options") or []),
+                "prompt": _videommmu_prompt(question, row, categories["track"]),
+            }
+            items.append(
+                BenchItem(
+                    rid, question, options, answer, problem_type, video, categories, "videommmu", native
+                )
+            )
+    errors.raise_if_any()
     return items
 
 
@@ -371,27 +422,32 @@ def _mmvu_prompt(question: str, choices: Mapping[str, str]) -> str:
 def load_mmvu(path: Path) -> list[BenchItem]:
     """MMVU multiple-choice questions (open-ended rows are skipped and counted in the log)."""
     items, skipped = [], 0
+    errors = RecordErrors(path)
     for row in _rows(path):
-        rid = _get(row, "id", path, row.get("id"), (str, int))
-        if _get(row, "question_type", path, rid) != "multiple-choice":
-            skipped += 1
-            continue
-        choices = _get(row, "choices", path, rid, dict)
-        options = [
-            f"{letter}. {choices[letter]}" for letter in sorted(choices) if choices[letter] not in (None, "")
-        ]
-        video = _mmvu_video(row, path, rid)
-        parts = Path(video).parts
-        if len(parts) < 2:
-            raise UserError(f"{path}: record {rid!r}: field 'video_path' {video!r} has no subject folder")
-        question = _get(row, "question", path, rid)
-        categories = {"subject": parts[-2], "discipline": MMVU_DISCIPLINES.get(parts[-2], "unknown")}
-        native = {"choices": dict(choices), "prompt": _mmvu_prompt(question, choices)}
-        items.append(
-            BenchItem(str(rid), question, options,
-                      _check_letter(_get(row, "answer", path, rid), options, path, rid),
-                      "multiple choice", video, categories, "mmvu", native)
-        )  # fmt: skip
+        with errors.record():
+            rid = _get(row, "id", path, row.get("id"), (str, int))
+            if _get(row, "question_type", path, rid) != "multiple-choice":
+                skipped += 1
+                continue
+            choices = _get(row, "choices", path, rid, dict)
+            options = [
+                f"{letter}. {choices[letter]}"
+                for letter in sorted(choices)
+                if choices[letter] not in (None, "")
+            ]
+            video = _mmvu_video(row, path, rid)
+            parts = Path(video).parts
+            if len(parts) < 2:
+                raise UserError(f"{path}: record {rid!r}: field 'video_path' {video!r} has no subject folder")
+            question = _get(row, "question", path, rid)
+            categories = {"subject": parts[-2], "discipline": MMVU_DISCIPLINES.get(parts[-2], "unknown")}
+            native = {"choices": dict(choices), "prompt": _mmvu_prompt(question, choices)}
+            items.append(
+                BenchItem(str(rid), question, options,
+                          _check_letter(_get(row, "answer", path, rid), options, path, rid),
+                          "multiple choice", video, categories, "mmvu", native)
+            )  # fmt: skip
+    errors.raise_if_any()
     if skipped:
         logger.info(
             "%s: skipped %d open-ended MMVU questions (MMVU(mc) keeps multiple choice only)", path, skipped
@@ -410,19 +466,22 @@ _VIDEOMME_PROMPT = (
 def load_videomme(path: Path) -> list[BenchItem]:
     """Video-MME rows (lmms-lab format), four lettered options each."""
     items = []
+    errors = RecordErrors(path)
     for row in _rows(path):
-        rid = _get(row, "question_id", path, row.get("question_id"), (str, int))
-        options = _lettered(_get(row, "options", path, rid, list))
-        categories = {key: _get(row, key, path, rid) for key in ("duration", "domain", "task_type")}
-        if row.get("sub_category"):
-            categories["sub_category"] = str(row["sub_category"])
-        question = _get(row, "question", path, rid)
-        native = {"prompt": _VIDEOMME_PROMPT.format(question=question, options="\n".join(options))}
-        items.append(
-            BenchItem(str(rid), question, options,
-                      _check_letter(_get(row, "answer", path, rid), options, path, rid), "multiple choice",
-                      f"{_get(row, 'videoID', path, rid)}.mp4", categories, "videomme", native)
-        )  # fmt: skip
+        with errors.record():
+            rid = _get(row, "question_id", path, row.get("question_id"), (str, int))
+            options = _lettered(_get(row, "options", path, rid, list))
+            categories = {key: _get(row, key, path, rid) for key in ("duration", "domain", "task_type")}
+            if row.get("sub_category"):
+                categories["sub_category"] = str(row["sub_category"])
+            question = _get(row, "question", path, rid)
+            native = {"prompt": _VIDEOMME_PROMPT.format(question=question, options="\n".join(options))}
+            items.append(
+                BenchItem(str(rid), question, options,
+                          _check_letter(_get(row, "answer", path, rid), options, path, rid), "multiple choice",
+                          f"{_get(row, 'videoID', path, rid)}.mp4", categories, "videomme", native)
+            )  # fmt: skip
+    errors.raise_if_any()
     return items
 
 

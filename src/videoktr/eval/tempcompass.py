@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from videoktr.errors import UserError
-from videoktr.eval.benchmarks import BENCHMARKS, BenchItem, _get, read_annotations
+from videoktr.eval.benchmarks import BENCHMARKS, BenchItem, RecordErrors, _get, read_annotations
 
 logger = logging.getLogger(__name__)
 
@@ -102,32 +102,35 @@ def _flat_rows(path: Path, data: Any) -> list[dict[str, Any]]:
 def load_tempcompass(path: Path) -> list[BenchItem]:
     """TempCompass multi-choice, yes/no and caption matching, each in its own format."""
     items, counters, skipped = [], {}, 0
+    errors = RecordErrors(path)
     for row in _flat_rows(path, read_annotations(path)):
-        video_id, dim, task = str(row.get("video_id")), row.get("dim"), row["task"]
-        if task == "captioning":
-            skipped += 1
-            continue
-        key = (video_id, dim, task)
-        counters[key] = counters.get(key, -1) + 1
-        rid = str(row.get("question_id") or f"{video_id}/{dim}/{task}/{counters[key]}")
-        convert = _CONVERT.get(task)
-        if convert is None:
-            raise UserError(f"{path}: record {rid!r}: task {task!r} unknown; valid: {', '.join(TASKS)}")
-        _get(row, "dim", path, rid)
-        question, answer = _get(row, "question", path, rid), _get(row, "answer", path, rid)
-        try:
-            text, options, gold, problem_type = convert(question, answer)
-        except ValueError as err:
-            raise UserError(f"{path}: record {rid!r}: fields 'question'/'answer': {err}") from err
-        native = {
-            "task": task,
-            "question": question,
-            "answer": answer,
-            "prompt": question + ANSWER_PROMPTS[task],
-        }
-        categories = {"task": task, "task_dim": f"{task}/{dim}"}
-        items.append(BenchItem(rid, text, options, gold, problem_type, f"{video_id}.mp4", categories,
-                               "tempcompass", native))  # fmt: skip
+        with errors.record():
+            video_id, dim, task = str(row.get("video_id")), row.get("dim"), row["task"]
+            if task == "captioning":
+                skipped += 1
+                continue
+            key = (video_id, dim, task)
+            counters[key] = counters.get(key, -1) + 1
+            rid = str(row.get("question_id") or f"{video_id}/{dim}/{task}/{counters[key]}")
+            convert = _CONVERT.get(task)
+            if convert is None:
+                raise UserError(f"{path}: record {rid!r}: task {task!r} unknown; valid: {', '.join(TASKS)}")
+            _get(row, "dim", path, rid)
+            question, answer = _get(row, "question", path, rid), _get(row, "answer", path, rid)
+            try:
+                text, options, gold, problem_type = convert(question, answer)
+            except ValueError as err:
+                raise UserError(f"{path}: record {rid!r}: fields 'question'/'answer': {err}") from err
+            native = {
+                "task": task,
+                "question": question,
+                "answer": answer,
+                "prompt": question + ANSWER_PROMPTS[task],
+            }
+            categories = {"task": task, "task_dim": f"{task}/{dim}"}
+            items.append(BenchItem(rid, text, options, gold, problem_type, f"{video_id}.mp4", categories,
+                                   "tempcompass", native))  # fmt: skip
+    errors.raise_if_any()
     if skipped:
         logger.info(
             "%s: skipped %d captioning questions (TempCompass scores them with an LLM judge)", path, skipped

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from videoktr.errors import UserError
-from videoktr.eval.benchmarks import BENCHMARKS, BenchItem, _get, _lettered, _rows
+from videoktr.eval.benchmarks import BENCHMARKS, BenchItem, RecordErrors, _get, _lettered, _rows
 from videoktr.rewards.tw_grpo import gold_letter_set
 
 _OPTION_IN_TEXT = re.compile(r"^\(?([A-Z])[.)]?\s+(.*\S)\s*$")
@@ -74,24 +74,29 @@ def _split_problem(problem: str, where: str) -> tuple[str, list[str]]:
 def load_clevrer(path: Path) -> list[BenchItem]:
     """CLEVRER questions in the TW-GRPO authors' format (module docstring)."""
     items = []
+    errors = RecordErrors(path)
     for index, row in enumerate(_rows(path)):
-        rid = row.get("id", row.get("problem_id", index))
-        where = f"{path}: record {rid!r}"
-        problem = _get(row, "problem", path, rid)
-        if row.get("options"):
-            question, options = problem, _lettered(_get(row, "options", path, rid, list))
-        else:
-            question, options = _split_problem(problem, where)
-        solution = _get(row, "solution", path, rid)
-        found = re.search(r"<answer>(.*?)</answer>", solution, re.DOTALL)
-        letters = gold_letters(found.group(1) if found else solution, options, where)
-        categories = {"answers": _answers(letters)}
-        if row.get("question_type"):
-            categories["question_type"] = str(row["question_type"])
-        video = _get(row, "video", path, rid)
-        items.append(
-            BenchItem(str(rid), question, options, letters, "multiple choice", video, categories, "clevrer")
-        )
+        with errors.record():
+            rid = row.get("id", row.get("problem_id", index))
+            where = f"{path}: record {rid!r}"
+            problem = _get(row, "problem", path, rid)
+            if row.get("options"):
+                question, options = problem, _lettered(_get(row, "options", path, rid, list))
+            else:
+                question, options = _split_problem(problem, where)
+            solution = _get(row, "solution", path, rid)
+            found = re.search(r"<answer>(.*?)</answer>", solution, re.DOTALL)
+            letters = gold_letters(found.group(1) if found else solution, options, where)
+            categories = {"answers": _answers(letters)}
+            if row.get("question_type"):
+                categories["question_type"] = str(row["question_type"])
+            video = _get(row, "video", path, rid)
+            items.append(
+                BenchItem(
+                    str(rid), question, options, letters, "multiple choice", video, categories, "clevrer"
+                )
+            )
+    errors.raise_if_any()
     return items
 
 
@@ -99,23 +104,30 @@ def load_clevrer(path: Path) -> list[BenchItem]:
 def load_nextgqa(path: Path) -> list[BenchItem]:
     """NExT-GQA rows in the TW-GRPO authors' format, raw or question-answer inverted (module docstring)."""
     items = []
+    errors = RecordErrors(path)
     for row in _rows(path):
-        rid = _get(row, "id", path, row.get("id"), (str, int))
-        where = f"{path}: record {rid!r}"
-        options = []
-        for k, option in enumerate(_get(row, "options", path, rid, list)):
-            match = _PAREN_OPTION.match(str(option))
-            if match is None or match.group(1) != chr(ord("A") + k):
-                raise UserError(f"{where}: option {option!r} should be labelled '({chr(ord('A') + k)}) text'")
-            options.append(f"{match.group(1)}. {match.group(2).strip()}")
-        letters = gold_letters(_get(row, "answer", path, rid), options, where)
-        categories = {"type": _get(row, "type", path, rid), "answers": _answers(letters)}
-        if isinstance(row.get("is_negated"), bool):
-            categories["negated"] = str(row["is_negated"]).lower()
-        question, video = _get(row, "question", path, rid), _get(row, "video", path, rid)
-        items.append(
-            BenchItem(str(rid), question, options, letters, "multiple choice", video, categories, "nextgqa")
-        )
+        with errors.record():
+            rid = _get(row, "id", path, row.get("id"), (str, int))
+            where = f"{path}: record {rid!r}"
+            options = []
+            for k, option in enumerate(_get(row, "options", path, rid, list)):
+                match = _PAREN_OPTION.match(str(option))
+                if match is None or match.group(1) != chr(ord("A") + k):
+                    raise UserError(
+                        f"{where}: option {option!r} should be labelled '({chr(ord('A') + k)}) text'"
+                    )
+                options.append(f"{match.group(1)}. {match.group(2).strip()}")
+            letters = gold_letters(_get(row, "answer", path, rid), options, where)
+            categories = {"type": _get(row, "type", path, rid), "answers": _answers(letters)}
+            if isinstance(row.get("is_negated"), bool):
+                categories["negated"] = str(row["is_negated"]).lower()
+            question, video = _get(row, "question", path, rid), _get(row, "video", path, rid)
+            items.append(
+                BenchItem(
+                    str(rid), question, options, letters, "multiple choice", video, categories, "nextgqa"
+                )
+            )
+    errors.raise_if_any()
     return items
 
 
@@ -153,4 +165,9 @@ def _mvbench_row(row: dict[str, Any], path: Path, index: int) -> BenchItem:
 @BENCHMARKS.register("mvbench")
 def load_mvbench(path: Path) -> list[BenchItem]:
     """MVBench in the TW-GRPO authors' file or in MVBench's / lmms-eval's rows (module docstring)."""
-    return [_mvbench_row(row, path, index) for index, row in enumerate(_rows(path))]
+    items, errors = [], RecordErrors(path)
+    for index, row in enumerate(_rows(path)):
+        with errors.record():
+            items.append(_mvbench_row(row, path, index))
+    errors.raise_if_any()
+    return items

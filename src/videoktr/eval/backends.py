@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from videoktr.errors import UserError
-from videoktr.eval.runner import GenerationSettings
+from videoktr.eval.generation import GenerationSettings
 
 
 class HFBackend:

@@ -145,7 +145,7 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
 
 
 def _generation(args: argparse.Namespace):
-    from videoktr.eval.runner import AUTHORS_GENERATION, GenerationSettings
+    from videoktr.eval.generation import AUTHORS_GENERATION, GenerationSettings
 
     temperature, top_p = (
         (AUTHORS_GENERATION.temperature, AUTHORS_GENERATION.top_p)

@@ -24,6 +24,16 @@ import torch
 
 from videoktr.core.attribution import distribution_shift, entropy_from_logits, selective_log_softmax
 from videoktr.core.perturbations import TEMPORAL_PERTURBATIONS, VISUAL_PERTURBATIONS
+from videoktr.models.batching import (
+    IMAGE_TYPE,
+    MULTIMODAL_KEYS,
+    SEQUENCE_KEYS,
+    VIDEO_TYPE,
+    concat_multimodal,
+    split_multimodal,
+    visuals_per_row,
+)
+from videoktr.models.inputs import build_video_inputs, reencode_with_frame_permutation
 
 __all__ = [
     "MULTIMODAL_KEYS",
@@ -47,18 +57,6 @@ __all__ = [
     "reencode_with_frame_permutation",
 ]
 
-# kwargs of the vision inputs; their first dimension counts patches or videos/images, not rows
-MULTIMODAL_KEYS = (
-    "pixel_values_videos",
-    "video_grid_thw",
-    "second_per_grid_ts",
-    "pixel_values",
-    "image_grid_thw",
-)
-# per-row (N, L) tensors that are left padded when batches are concatenated: key -> padding value (None: pad id)
-SEQUENCE_KEYS = {"input_ids": None, "attention_mask": 0, "mm_token_type_ids": 0}
-IMAGE_TYPE, VIDEO_TYPE = 1, 2  # values of mm_token_type_ids (text = 0)
-
 
 def find_vl_model(model: torch.nn.Module) -> torch.nn.Module:
     """The ``Qwen2_5_VLModel`` inside ``model`` (a ForConditionalGeneration, a PEFT wrapper, or itself)."""
@@ -70,227 +68,6 @@ def find_vl_model(model: torch.nn.Module) -> torch.nn.Module:
     raise TypeError(
         f"no Qwen2_5_VLModel inside {type(model).__name__}; this adapter supports Qwen2.5-VL only"
     )
-
-
-# ----------------------------------------------------------------------------------------------------- inputs
-
-
-def _size_kwargs(processor, sampling) -> dict[str, Any]:
-    """``size=`` override of the video processor from ``sampling.min_pixels/max_pixels`` (None keeps its own)."""
-    if sampling is None or (sampling.min_pixels is None and sampling.max_pixels is None):
-        return {}
-    size = dict(processor.video_processor.size)
-    if sampling.min_pixels is not None:
-        size["shortest_edge"] = int(sampling.min_pixels)
-    if sampling.max_pixels is not None:
-        size["longest_edge"] = int(sampling.max_pixels)
-    return {"size": size}
-
-
-def _messages(text: str, has_video: bool, completion: str | None) -> list[dict]:
-    content = ([{"type": "video"}] if has_video else []) + [{"type": "text", "text": text}]
-    messages = [{"role": "user", "content": content}]
-    if completion is not None:
-        messages.append({"role": "assistant", "content": completion})
-    return messages
-
-
-def build_video_inputs(
-    processor,
-    texts: Sequence[str],
-    videos: Sequence[Any | None],
-    sampling=None,
-    add_generation_prompt: bool = True,
-    completions: Sequence[str] | None = None,
-):
-    """Chat-format ``texts`` (video first, then text, as Video-R1) and run the real processor on the frames.
-
-    videos: one ``DecodedVideo`` (frames (T, C, H, W) uint8, ``sample_fps``) or None per text. ``sampling``: a
-    ``VideoSamplingConfig`` whose ``min_pixels``/``max_pixels`` override the processor's. ``completions``: assistant
-    turns appended (teacher forcing / SFT; then no generation prompt). Frames are never resampled here.
-
-    Returns a ``BatchFeature``: input_ids (N, L) left padded, attention_mask (N, L), mm_token_type_ids (N, L),
-    and when a video is present pixel_values_videos (sum_v t*h*w, C*tps*p*p), video_grid_thw (n_videos, 3),
-    second_per_grid_ts (n_videos,) = temporal_patch_size / sample_fps (checked).
-    """
-    if len(texts) != len(videos) or (completions is not None and len(completions) != len(texts)):
-        raise ValueError(
-            f"{len(texts)} texts, {len(videos)} videos, completions {completions and len(completions)}"
-        )
-    prompts = []
-    for i, (text, video) in enumerate(zip(texts, videos)):
-        completion = None if completions is None else completions[i]
-        prompts.append(
-            processor.apply_chat_template(
-                _messages(text, video is not None, completion),
-                tokenize=False,
-                add_generation_prompt=add_generation_prompt and completion is None,
-            )
-        )
-    present = [v for v in videos if v is not None]
-    kwargs: dict[str, Any] = {}
-    if present:
-        kwargs = dict(
-            videos=[v.frames for v in present],
-            video_metadata=[v.metadata_dict() for v in present],
-            do_sample_frames=False,
-            **_size_kwargs(processor, sampling),
-        )
-    inputs = processor(text=prompts, padding=True, padding_side="left", return_tensors="pt", **kwargs)
-    if "mm_token_type_ids" not in inputs:
-        raise RuntimeError("the processor returned no mm_token_type_ids; positions would silently be 1-D")
-    if present:
-        _check_second_per_grid(
-            inputs["second_per_grid_ts"], present, processor.video_processor.temporal_patch_size
-        )
-    return inputs
-
-
-def _check_second_per_grid(
-    second_per_grid_ts: torch.Tensor, videos: Sequence[Any], temporal_patch: int
-) -> None:
-    expected = torch.tensor([temporal_patch / float(v.sample_fps) for v in videos])
-    if not torch.allclose(second_per_grid_ts.float().cpu(), expected, rtol=1e-5):
-        raise RuntimeError(
-            f"second_per_grid_ts {second_per_grid_ts.tolist()} != temporal_patch_size / sample_fps "
-            f"{expected.tolist()}: the processor ignored the video metadata (temporal positions would be wrong)"
-        )
-
-
-def reencode_with_frame_permutation(
-    processor, videos: Sequence[Any], perms: Sequence[torch.Tensor], sampling=None
-):
-    """Pixel inputs of ``videos`` with their frames reordered (the authors' code-parity temporal perturbation).
-
-    perms[v]: (T_v,) long, frame ``i`` of the new clip is frame ``perms[v][i]``. Metadata stays that of the
-    original clip. Returns a ``BatchFeature`` with pixel_values_videos, video_grid_thw, second_per_grid_ts that
-    replace the originals in the model inputs (the token layout does not change).
-    """
-    if len(perms) != len(videos):
-        raise ValueError(f"{len(perms)} permutations for {len(videos)} videos")
-    frames = []
-    for video, perm in zip(videos, perms):
-        if sorted(perm.tolist()) != list(range(video.frames.shape[0])):
-            raise ValueError(f"not a permutation of {video.frames.shape[0]} frames: {perm.tolist()}")
-        frames.append(video.frames[perm])
-    out = processor.video_processor(
-        videos=frames,
-        video_metadata=[v.metadata_dict() for v in videos],
-        do_sample_frames=False,
-        return_tensors="pt",
-        **_size_kwargs(processor, sampling),
-    )
-    temporal_patch = processor.video_processor.temporal_patch_size
-    out["second_per_grid_ts"] = torch.tensor([temporal_patch / float(v.sample_fps) for v in videos])
-    out.pop("video_metadata", None)
-    return out
-
-
-# ------------------------------------------------------------------------------------ batch split / concat
-
-
-def visuals_per_row(mm_token_type_ids: torch.Tensor, token_type: int) -> torch.Tensor:
-    """Number of videos (``VIDEO_TYPE``) or images (``IMAGE_TYPE``) in each row: runs of that type.
-
-    mm_token_type_ids: (N, L) -> (N,) long. Two visuals are always separated by vision start/end (text) tokens.
-    """
-    is_type = (mm_token_type_ids == token_type).long()
-    starts = is_type[:, 1:] - is_type[:, :-1] == 1
-    return is_type[:, 0] + starts.long().sum(-1)
-
-
-def _visual_slices(inputs, n_rows: int) -> dict[str, list[slice]]:
-    """Per row, the slice of videos / images / pixel rows belonging to it."""
-    out: dict[str, list[slice]] = {}
-    for kind, token_type, grid_key, pixel_key in (
-        ("video", VIDEO_TYPE, "video_grid_thw", "pixel_values_videos"),
-        ("image", IMAGE_TYPE, "image_grid_thw", "pixel_values"),
-    ):
-        if inputs.get(grid_key) is None:
-            continue
-        counts = visuals_per_row(inputs["mm_token_type_ids"], token_type).tolist()
-        grid = inputs[grid_key]
-        if sum(counts) != grid.shape[0]:
-            raise ValueError(
-                f"{sum(counts)} {kind} runs in mm_token_type_ids but {grid.shape[0]} rows in {grid_key}"
-            )
-        bounds = torch.tensor([0] + counts).cumsum(0).tolist()
-        patch_bounds = torch.cat([torch.zeros(1, dtype=torch.long), grid.prod(-1).cumsum(0)]).tolist()
-        out[grid_key] = [slice(bounds[r], bounds[r + 1]) for r in range(n_rows)]
-        out[pixel_key] = [slice(patch_bounds[bounds[r]], patch_bounds[bounds[r + 1]]) for r in range(n_rows)]
-        if kind == "video" and inputs.get("second_per_grid_ts") is not None:
-            out["second_per_grid_ts"] = out[grid_key]
-    return out
-
-
-def split_multimodal(inputs, row_slices: Sequence[slice]) -> list[dict[str, Any]]:
-    """Split a batch into row groups, carrying each group's vision inputs along.
-
-    inputs: mapping with input_ids (N, L), mm_token_type_ids (N, L) and optional MULTIMODAL_KEYS; every other value
-    must be row-indexed (first dim N). row_slices: contiguous slices of rows, e.g. ``[slice(0, 4), slice(4, 8)]``.
-    Returns one dict per slice; pixel rows belong to videos by ``video_grid_thw.prod(-1)`` (images likewise).
-    """
-    n_rows = inputs["input_ids"].shape[0]
-    per_row = _visual_slices(inputs, n_rows)
-    parts = []
-    for rows in row_slices:
-        start, stop, step = rows.indices(n_rows)
-        if step != 1 or stop <= start:
-            raise ValueError(f"row slices must be non-empty and contiguous, got {rows}")
-        part: dict[str, Any] = {}
-        for key, value in inputs.items():
-            if value is None:
-                part[key] = None
-            elif key in per_row:
-                part[key] = value[per_row[key][start].start : per_row[key][stop - 1].stop]
-            elif key in MULTIMODAL_KEYS:
-                raise ValueError(f"{key} given without its grid (video_grid_thw / image_grid_thw)")
-            elif len(value) == n_rows:
-                part[key] = value[start:stop]
-            else:
-                raise ValueError(
-                    f"cannot split {key!r}: first dimension {len(value)} is not the row count {n_rows}"
-                )
-        parts.append(part)
-    return parts
-
-
-def _left_pad(value: torch.Tensor, length: int, pad_value: int) -> torch.Tensor:
-    if value.shape[1] == length:
-        return value
-    pad = value.new_full((value.shape[0], length - value.shape[1]), pad_value)
-    return torch.cat([pad, value], dim=1)
-
-
-def concat_multimodal(parts: Sequence[Any], pad_token_id: int | None = None) -> dict[str, Any]:
-    """Inverse of :func:`split_multimodal`: concatenate row groups (and their vision inputs) in order.
-
-    Sequence tensors (input_ids, attention_mask, mm_token_type_ids) of different lengths are left padded
-    (input_ids with ``pad_token_id``, which is then required). Other values are concatenated along dim 0; vision
-    keys may be absent from parts without videos/images.
-    """
-    keys = list(dict.fromkeys(key for p in parts for key in p))
-    for key in keys:
-        if key not in MULTIMODAL_KEYS and any(key not in p for p in parts):
-            raise ValueError(f"{key!r} is missing from some parts (only vision keys may be absent)")
-    length = max(p["input_ids"].shape[1] for p in parts)
-    out: dict[str, Any] = {}
-    for key in keys:
-        values = [p[key] for p in parts if p.get(key) is not None]
-        if not values:
-            out[key] = None
-        elif key in SEQUENCE_KEYS:
-            pad = SEQUENCE_KEYS[key] if SEQUENCE_KEYS[key] is not None else pad_token_id
-            if pad is None and any(v.shape[1] != length for v in values):
-                raise ValueError(
-                    "parts have different sequence lengths: pass pad_token_id to left pad input_ids"
-                )
-            out[key] = torch.cat([_left_pad(v, length, pad) for v in values])
-        elif isinstance(values[0], torch.Tensor):
-            out[key] = torch.cat(values)
-        else:
-            out[key] = [item for v in values for item in v]
-    return out
 
 
 # ------------------------------------------------------------------------------------------- vision pass

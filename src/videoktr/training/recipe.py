@@ -3,9 +3,10 @@
 ```yaml
 base: other.yaml                # optional: read that recipe first, then deep-merge this one over it
 model: runs/demo/sft            # a local checkpoint directory (from_pretrained)
-data: {train: data/train.json, root: data}   # + allow_outside_root: true to accept media outside the root
+data: {train: data/train.json, root: data, eval: data/val.json}   # eval: optional (TRL's evaluation loop);
+#                                 allow_outside_root: true accepts media outside the root
 rewards: [accuracy, format]     # names in videoktr.rewards or dotted paths
-lora: null                      # or {r: 16, alpha: 32, dropout: 0.05, target_modules: [q_proj, v_proj]}
+lora: null                      # or any peft.LoraConfig fields: {r: 16, lora_alpha: 32, target_modules: [q_proj]}
 freeze_vision: false
 resume_from_checkpoint: null    # a checkpoint dir, or true for the newest in output_dir
 trainer: {method: ktr, ...}     # KTRConfig fields (TRL GRPOConfig + Video-KTR options)
@@ -41,13 +42,20 @@ class Recipe:
 
     model: str = field(metadata={"help": "Local checkpoint directory (config + weights + processor)."})
     data: dict = field(
-        metadata={"help": "{train: FILE.json|jsonl, root: DIR the record paths are relative to}."}
+        metadata={
+            "help": "{train: FILE.json|jsonl, root: DIR the record paths are relative to, eval: optional FILE "
+            "evaluated by TRL's evaluation loop during training (needs trainer.eval_strategy: steps|epoch)}."
+        }
     )
     rewards: list = field(
         default_factory=lambda: ["accuracy", "format"], metadata={"help": "Reward functions."}
     )
     lora: dict | None = field(
-        default=None, metadata={"help": "PEFT LoRA options, or null for full fine-tuning."}
+        default=None,
+        metadata={
+            "help": "peft.LoraConfig fields (r, lora_alpha, lora_dropout, target_modules, use_rslora, ...; "
+            "'alpha' / 'dropout' are accepted for lora_alpha / lora_dropout), or null for full fine-tuning."
+        },
     )
     freeze_vision: bool = field(default=False, metadata={"help": "Freeze the vision tower (no gradient)."})
     resume_from_checkpoint: Any = field(
@@ -170,19 +178,6 @@ def check_field_types(cls: type, values: dict, where: str) -> None:
             raise UserError(f"{where}{key}={value!r}: expected one of {', '.join(map(str, choices))}")
 
 
-@dataclass
-class LoraOptions:
-    """The recipe's ``lora`` mapping (PEFT ``LoraConfig``)."""
-
-    r: int = field(default=16, metadata={"help": "LoRA rank."})
-    alpha: float = field(default=32, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
-    dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA branch."})
-    target_modules: list = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
-        metadata={"help": "Module names that get adapters."},
-    )
-
-
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """Set dotted keys: ``trainer.method=grpo``, ``lora.r=8``. A bare KTRConfig field name goes to ``trainer``."""
     raw = json.loads(json.dumps(raw))  # deep copy of plain data
@@ -247,11 +242,8 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         if key not in raw:
             raise UserError(f"{path}: missing '{key}' ({Recipe.__dataclass_fields__[key].metadata['help']})")
     check_field_types(Recipe, raw, f"{path}: ")
-    if isinstance(raw.get("lora"), dict):
-        unknown = sorted(set(raw["lora"]) - {f.name for f in dataclasses.fields(LoraOptions)})
-        if unknown:
-            raise UserError(f"{path}: unknown lora keys {unknown}; valid: r, alpha, dropout, target_modules")
-        check_field_types(LoraOptions, raw["lora"], f"{path}: lora.")
+    if raw.get("lora"):
+        lora_config(raw["lora"], where=f"{path}: ")  # refused before any model loads
     return Recipe(**raw)
 
 
@@ -293,26 +285,60 @@ def load_model(
     if freeze_vision:
         for p in model.model.visual.parameters():
             p.requires_grad_(False)
-    peft_config = None
-    if lora:
-        from peft import LoraConfig
-
-        options = LoraOptions(**lora)
-        peft_config = LoraConfig(
-            r=options.r,
-            lora_alpha=options.alpha,
-            lora_dropout=options.dropout,
-            target_modules=list(options.target_modules),
-            task_type="CAUSAL_LM",
-        )
+    peft_config = lora_config(lora) if lora else None
     return model, processor, peft_config
 
 
-DATA_KEYS = ("train", "root", "allow_outside_root")
+# videoktr's defaults where the recipe says nothing; every other field is peft.LoraConfig's own default
+LORA_DEFAULTS = {
+    "r": 16,
+    "lora_alpha": 32,
+    "lora_dropout": 0.05,
+    "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "task_type": "CAUSAL_LM",
+}
+LORA_ALIASES = {"alpha": "lora_alpha", "dropout": "lora_dropout"}
 
 
-def check_training_data(recipe: Recipe, kind: str = "rl") -> tuple[list[dict], str]:
-    """(records, root) of ``recipe.data`` after the shared record check (:func:`videoktr.data.schema.check_records`)
+def lora_config(lora: dict, where: str = ""):
+    """``peft.LoraConfig`` from the recipe's ``lora:`` mapping: any LoraConfig field (``alpha`` / ``dropout`` are
+    aliases of ``lora_alpha`` / ``lora_dropout``); unknown keys, mistyped and invalid values are refused with the
+    fix, prefixed by ``where``."""
+    from peft import LoraConfig
+
+    if not isinstance(lora, dict):
+        raise UserError(f"{where}lora: expected a mapping of peft.LoraConfig fields, got {lora!r}")
+    valid = sorted(f.name for f in dataclasses.fields(LoraConfig) if f.init)
+    unknown = sorted(key for key in lora if LORA_ALIASES.get(key, key) not in valid)
+    if unknown:
+        raise UserError(
+            f"{where}unknown lora keys {unknown}; valid (peft.LoraConfig fields; alpha, dropout = "
+            f"lora_alpha, lora_dropout): {', '.join(valid)}"
+        )
+    kwargs, given_as = {}, {}
+    for key, value in lora.items():
+        name = LORA_ALIASES.get(key, key)
+        if name in kwargs:
+            first, second = sorted([given_as[name], key], key=len)
+            raise UserError(f"{where}lora: {first!r} and {second!r} both given (the same field); keep one")
+        kwargs[name], given_as[name] = value, key
+    check_field_types(
+        LoraConfig, {given_as[k]: v for k, v in kwargs.items() if given_as[k] == k}, f"{where}lora."
+    )
+    for alias, name in LORA_ALIASES.items():
+        if alias in lora:
+            check_field_types(LoraConfig, {name: lora[alias]}, f"{where}lora.{alias} ({name}): ")
+    try:
+        return LoraConfig(**{**LORA_DEFAULTS, **kwargs})
+    except (TypeError, ValueError) as err:
+        raise UserError(f"{where}lora: {err}") from err
+
+
+DATA_KEYS = ("train", "root", "allow_outside_root", "eval")
+
+
+def check_training_data(recipe: Recipe, kind: str = "rl", split: str = "train") -> tuple[list[dict], str]:
+    """(records, root) of ``recipe.data[split]`` (``train`` or ``eval``) after the shared record check (:func:`videoktr.data.schema.check_records`)
     of every record: fields, answers vs options, duplicate ids, paths under the root. Raises :class:`UserError`
     listing every problem; runs before any model loads."""
     from videoktr.data.schema import check_records, load_records, require_valid
@@ -327,13 +353,13 @@ def check_training_data(recipe: Recipe, kind: str = "rl") -> tuple[list[dict], s
     allow = data.get("allow_outside_root", False)
     if not isinstance(allow, bool):
         raise UserError(f"data.allow_outside_root={allow!r} must be true or false")
-    records = load_records(data["train"])
+    records = load_records(data[split])
     root = str(data.get("root", Path(data["train"]).parent))
     # existence and decoding are checked when the rows are prepared (an undecodable video is skipped and counted)
     report = check_records(
-        records, root, path=data["train"], kind=kind, exists=False, decode=False, allow_outside_root=allow
+        records, root, path=data[split], kind=kind, exists=False, decode=False, allow_outside_root=allow
     )
-    require_valid(report, "training data")
+    require_valid(report, "training data" if split == "train" else f"{split} data")
     return records, root
 
 
@@ -344,7 +370,13 @@ def build_trainer(recipe: Recipe, config=None, model=None, processor=None):
 
     config = config or make_config(recipe.trainer)
     records, root = check_training_data(recipe)
+    _check_eval_schedule(recipe.data, config)
     prepared = prepare_rl_rows(records, root, config.video_sampling(), config.prompt_template)
+    eval_dataset = None
+    if recipe.data.get("eval") is not None:
+        eval_records, _ = check_training_data(recipe, split="eval")
+        prepared_eval = prepare_rl_rows(eval_records, root, config.video_sampling(), config.prompt_template)
+        eval_dataset = to_dataset(prepared_eval.rows)
     peft_config = None
     if model is None:
         model, processor, peft_config = load_model(
@@ -353,18 +385,36 @@ def build_trainer(recipe: Recipe, config=None, model=None, processor=None):
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     if config.process_index == 0:  # one writer when several processes run the same recipe
         prepared.write_skipped(Path(config.output_dir) / "skipped_videos.jsonl")
+        if eval_dataset is not None:
+            prepared_eval.write_skipped(Path(config.output_dir) / "skipped_eval_videos.jsonl")
     trainer = KTRTrainer(
         model=model,
         reward_funcs=list(recipe.rewards),
         args=config,
         processing_class=processor,
         train_dataset=to_dataset(prepared.rows),
+        eval_dataset=eval_dataset,
         peft_config=peft_config,
     )
     trainer.skipped_videos = prepared.skipped
     if prepared.skipped:
         trainer._metrics["train"]["data/skipped_videos"].append(float(len(prepared.skipped)))
     return trainer
+
+
+def _check_eval_schedule(data: dict, config) -> None:
+    """An eval file goes with an evaluation schedule, and a schedule with an eval file."""
+    strategy = str(getattr(config.eval_strategy, "value", config.eval_strategy))
+    if data.get("eval") is not None and strategy == "no":
+        raise UserError(
+            "data.eval is set but trainer.eval_strategy is 'no': set trainer.eval_strategy: steps (with "
+            "trainer.eval_steps) or epoch so TRL evaluates it, or remove data.eval"
+        )
+    if data.get("eval") is None and strategy != "no":
+        raise UserError(
+            f"trainer.eval_strategy is {strategy!r} but the recipe has no data.eval file to evaluate; add "
+            "data.eval: FILE or set trainer.eval_strategy: 'no'"
+        )
 
 
 def save_run_files(recipe: Recipe, output_dir: str | Path) -> None:

@@ -82,3 +82,25 @@ def test_eval_data_and_schedule_go_together(make_trainer, synthetic_data, data_e
     data = {"train": str(synthetic_data["train"]), "root": str(synthetic_data["root"]), **data_extra}
     with pytest.raises(UserError, match=message):
         make_trainer(data=data, **fields)
+
+
+def test_each_video_is_decoded_once_per_generation_batch(make_trainer, rows_of, monkeypatch):
+    """T-GRPO tokenizes the batch's prompts twice (rollout, shuffled rollouts): the decoded frames are reused."""
+    import videoktr.data.video as video_module
+
+    calls = []
+    original = video_module.decode_video
+    monkeypatch.setattr(
+        video_module,
+        "decode_video",
+        lambda path, cfg, indices=None: calls.append(path) or original(path, cfg, indices=indices),
+    )
+    trainer = make_trainer(method="t_grpo", tgrpo_num_shuffled=1)
+    trainer.model.train()
+    rows = rows_of(trainer)
+    trainer._generate_and_score_completions(rows)
+    distinct = {row["prompt"][0]["content"][0]["video"] for row in rows}
+    assert sorted(calls) == sorted(distinct)
+    calls.clear()
+    trainer._generate_and_score_completions(rows)  # the next batch decodes again (nothing kept across steps)
+    assert sorted(calls) == sorted(distinct)

@@ -30,8 +30,10 @@ __all__ = [
     "VideoSamplingConfig",
     "DecodedVideo",
     "VideoDecodeError",
+    "VideoInfo",
     "check_frame_indices",
     "decode_video",
+    "probe_video",
     "read_frame_count",
     "uniform_indices",
     "write_video",
@@ -189,7 +191,7 @@ def _open(path: Path) -> av.container.InputContainer:
 
 
 def _count_frames(container: av.container.InputContainer, path: Path) -> int:
-    """Frames in the first video stream: the container's count, else the number of demuxed packets."""
+    """Frames in the first video stream: the container's count, else the number of demuxed packets (no decoding)."""
     stream = container.streams.video[0]
     if stream.frames > 0:
         return int(stream.frames)
@@ -201,10 +203,112 @@ def _count_frames(container: av.container.InputContainer, path: Path) -> int:
     return count
 
 
+@dataclass
+class VideoInfo:
+    """What the container says about a video, read without decoding a frame (see :func:`probe_video`)."""
+
+    path: str
+    source_fps: float
+    total_frames: int
+    duration: float  # total_frames / source_fps
+
+    def sample(self, cfg: VideoSamplingConfig) -> list[int]:
+        """Indices ``cfg`` takes from this video; raises :class:`VideoDecodeError` when it is too short."""
+        try:
+            count = cfg.frame_count(self.total_frames, self.source_fps)
+        except ValueError as err:
+            raise VideoDecodeError(self.path, f"too short: {err}") from err
+        return uniform_indices(self.total_frames, count)
+
+
+def _info(container: av.container.InputContainer, path: Path) -> VideoInfo:
+    stream = container.streams.video[0]
+    rate = stream.average_rate or stream.guessed_rate
+    if not rate or rate <= 0:
+        raise VideoDecodeError(path, "the video stream has no frame rate")
+    total = _count_frames(container, path)
+    if total == 0:
+        raise VideoDecodeError(path, "the video has no frames")
+    return VideoInfo(str(path), float(rate), total, total / float(rate))
+
+
+def probe_video(path: str | Path, cfg: VideoSamplingConfig | None = None) -> VideoInfo:
+    """Frame rate and frame count from the container alone (no frame is decoded): startup checks of many videos.
+
+    With ``cfg``, also checks that the video is long enough for it. Raises :class:`VideoDecodeError` naming the file
+    when it is missing, unreadable, has no video stream / frame rate / frames, or is too short. A file whose frames
+    are damaged further in passes here and fails when decoded.
+    """
+    path = Path(path)
+    container = _open(path)
+    try:
+        info = _info(container, path)
+    finally:
+        container.close()
+    if cfg is not None:
+        info.sample(cfg)
+    return info
+
+
+# Wanted frames at most this far (seconds) ahead of the decoder are reached by decoding on, not by seeking.
+FORWARD_DECODE_SECONDS = 1.0
+
+
 def _decode_indices(
     container: av.container.InputContainer, path: Path, indices: list[int]
 ) -> list[np.ndarray]:
-    """RGB arrays (H, W, 3) of the frames at ``indices`` (increasing), decoding the stream in order."""
+    """RGB arrays (H, W, 3) of the frames at ``indices`` (increasing), by timestamp: frame ``i`` is the first frame
+    shown at or after ``i / fps`` (half a frame of slack). Each wanted frame far ahead is reached by a seek to the
+    keyframe before it and decoding on; the cost grows with the number of frames kept, not with the video's length.
+    A container whose frames carry no timestamps is decoded in order, counting frames."""
+    stream = container.streams.video[0]
+    rate = float(stream.average_rate or stream.guessed_rate)
+    base = stream.time_base
+    if base is None:
+        return _decode_in_order(container, path, indices)
+    start = stream.start_time if stream.start_time is not None else 0
+    half_frame = 0.5 / rate
+    frames: list[np.ndarray] = []
+    decoder, last_time, last_frame = None, None, None
+    try:
+        for index in indices:
+            target = index / rate
+            if decoder is None or last_time is None or target - last_time > FORWARD_DECODE_SECONDS:
+                container.seek(
+                    start + int(max(0.0, target - half_frame) / base), stream=stream, backward=True
+                )
+                decoder, last_time, last_frame = container.decode(stream), None, None
+            if last_frame is not None and last_time >= target - half_frame:
+                frames.append(last_frame.to_ndarray(format="rgb24"))  # the same frame serves again
+                continue
+            for frame in decoder:
+                if frame.pts is None:
+                    return _decode_in_order(container, path, indices)
+                seeked = last_time is None
+                last_time, last_frame = float((frame.pts - start) * base), frame
+                if seeked and last_time > target + half_frame:  # the seek overshot: count frames instead
+                    return _decode_in_order(container, path, indices)
+                if last_time >= target - half_frame:
+                    break
+            else:
+                raise VideoDecodeError(
+                    path,
+                    f"frame {index} (at {target:.3f} s) was asked for but the stream ends at "
+                    f"{-1.0 if last_time is None else last_time:.3f} s (the container announces "
+                    f"{stream.frames or 'no'} frames at {rate:g} fps; truncated or corrupt file? re-encode it, "
+                    "e.g. ffmpeg -i in.mp4 out.mp4)",
+                )
+            frames.append(last_frame.to_ndarray(format="rgb24"))
+    except av.FFmpegError as err:
+        raise VideoDecodeError(path, f"decoding failed ({err})") from err
+    return frames
+
+
+def _decode_in_order(
+    container: av.container.InputContainer, path: Path, indices: list[int]
+) -> list[np.ndarray]:
+    """RGB arrays of the frames at ``indices``, decoding the stream from its start and counting frames."""
+    container.seek(0)
     wanted = set(indices)
     last = indices[-1]
     frames: dict[int, np.ndarray] = {}
@@ -265,42 +369,31 @@ def decode_video(
     of ``cfg`` is not used; its pixel budget still is). Their real positions go to the processor in
     ``frame_indices`` / :meth:`DecodedVideo.metadata_dict` (``timestamps = index / source_fps``); Qwen2.5-VL's
     processor reduces them to one rate per video, ``sample_fps = len(indices) / total_frames * source_fps``, so
-    the temporal position ids of an uneven selection are evenly spaced at its mean rate.
+    the temporal position ids of an uneven selection are evenly spaced at its mean rate. Only the kept frames (and the frames between each and the keyframe before it) are
+    decoded.
     """
     path = Path(path)
     container = _open(path)
     try:
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate
-        if not rate or rate <= 0:
-            raise VideoDecodeError(path, "the video stream has no frame rate")
-        source_fps = float(rate)
-        total = _count_frames(container, path)
-        if total == 0:
-            raise VideoDecodeError(path, "the video has no frames")
+        info = _info(container, path)
         if indices is None:
-            try:
-                count = cfg.frame_count(total, source_fps)
-            except ValueError as err:
-                raise VideoDecodeError(path, f"too short: {err}") from err
-            indices = uniform_indices(total, count)
+            indices = info.sample(cfg)
         else:
             indices = [int(i) if isinstance(i, np.integer) else i for i in indices]
-            problem = check_frame_indices(indices, total)
+            problem = check_frame_indices(indices, info.total_frames)
             if problem is not None:
                 raise VideoDecodeError(path, problem)
-            count = len(indices)
         arrays = _decode_indices(container, path, indices)
     finally:
         container.close()
     frames = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     return DecodedVideo(
         frames=frames,
-        sample_fps=count / total * source_fps,
+        sample_fps=len(indices) / info.total_frames * info.source_fps,
         frame_indices=indices,
-        source_fps=source_fps,
-        total_frames=total,
-        duration=total / source_fps,
+        source_fps=info.source_fps,
+        total_frames=info.total_frames,
+        duration=info.duration,
         path=str(path),
     )
 
@@ -317,8 +410,16 @@ def _encoder_settings(codec: str) -> tuple[str, dict[str, str], int | None]:
     raise ValueError(f"unknown codec {codec!r}; valid: auto, libx264, mpeg4")
 
 
-def write_video(path: str | Path, frames: np.ndarray | torch.Tensor, fps: float, codec: str = "auto") -> Path:
+def write_video(
+    path: str | Path,
+    frames: np.ndarray | torch.Tensor,
+    fps: float,
+    codec: str = "auto",
+    keyframe_interval: int | None = None,
+) -> Path:
     """Write RGB frames (T, H, W, 3) uint8 to an mp4 at ``fps``; returns the path.
+
+    ``keyframe_interval``: frames between keyframes (GOP size; real videos: every 2-10 s); None keeps the encoder's.
 
     ``codec="auto"`` uses H.264 (libx264, yuv420p, crf 4) when this PyAV build has it, else MPEG-4 Part 2 at a high
     bit rate. yuv420p halves chroma resolution: keep coloured edges on even pixel coordinates. H and W must be even.
@@ -334,6 +435,10 @@ def write_video(path: str | Path, frames: np.ndarray | torch.Tensor, fps: float,
     if not fps > 0:
         raise ValueError(f"fps must be > 0, got {fps}")
     name, options, bit_rate = _encoder_settings(codec)
+    if keyframe_interval is not None:
+        if keyframe_interval < 1:
+            raise ValueError(f"keyframe_interval must be >= 1, got {keyframe_interval}")
+        options = {**options, "g": str(keyframe_interval)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w", format="mp4") as container:

@@ -2,8 +2,10 @@
 
 RL rows are TRL conversational prompts whose user message holds ``{"type": "video", "video": <abs path>}`` and the
 question text built by the shared template (``videoktr.data.prompts``), plus the reward columns (``solution``,
-``problem_type``, ``problem_id``, ``options``...). Every video is decoded once here: a video that cannot be decoded is
-skipped and counted, with its path and reason, never replaced by another sample.
+``problem_type``, ``problem_id``, ``options``...). Every video is probed here from its container's metadata (no frame
+is decoded: startup cost does not grow with video length): a video that is missing, unreadable, without frames or too
+short for the sampling is skipped and counted, with its path and reason, never replaced by another sample.
+(``videoktr validate-data`` decodes every file, for damage further in.)
 """
 
 from __future__ import annotations
@@ -43,9 +45,9 @@ def resolve_video(record: dict, root: str | Path) -> Path:
 def prepare_rl_rows(
     records: list[dict], root: str | Path, sampling, template: str, check_videos: bool = True
 ):
-    """Records -> :class:`PreparedData` of conversational RL rows (videos checked by decoding them once)."""
+    """Records -> :class:`PreparedData` of conversational RL rows (videos checked from their metadata)."""
     from videoktr.data.prompts import build_question
-    from videoktr.data.video import VideoDecodeError, decode_video
+    from videoktr.data.video import VideoDecodeError, check_frame_indices, probe_video
 
     # every row carries the same columns (None where a record has no such field): the first record must not decide
     # the dataset's columns for all
@@ -63,7 +65,12 @@ def prepare_rl_rows(
         frames = record.get("frame_indices")
         if check_videos:
             try:
-                decode_video(video, sampling, indices=frames)
+                if frames is None:
+                    probe_video(video, sampling)  # metadata only: no frame is decoded at startup
+                else:
+                    problem = check_frame_indices(list(frames), probe_video(video).total_frames)
+                    if problem is not None:
+                        raise VideoDecodeError(video, problem)
             except VideoDecodeError as err:
                 skipped.append(
                     {"problem_id": record.get("problem_id", index), "path": str(video), "reason": str(err)}

@@ -65,13 +65,14 @@ class RolloutVideoMixin:
         from videoktr.models.qwen2_5_vl import build_video_inputs
 
         # a record's frame_indices (a frame selector's choice) replace uniform sampling; every pass after the
-        # rollout (KTR perturbations, T-GRPO's shuffled rollouts, the loss) reuses these decoded frames
+        # rollout (KTR perturbations, T-GRPO's shuffled rollouts, the loss) reuses these decoded frames, and each
+        # video is decoded once per generation batch (the cache is cleared in _generate_and_score_completions)
         keys = [(path, tuple(prompt_video_frames(p) or ())) for path, p in zip(paths, prompts)]
-        decoded = {
-            key: decode_video(key[0], self.sampling, indices=list(key[1]) or None)
-            for key in dict.fromkeys(keys)
-        }
-        videos = [decoded[key] for key in keys]
+        cache = self.__dict__.setdefault("_decoded_videos", {})
+        for key in dict.fromkeys(keys):
+            if key not in cache:
+                cache[key] = decode_video(key[0], self.sampling, indices=list(key[1]) or None)
+        videos = [cache[key] for key in keys]
         batch = build_video_inputs(
             self.processing_class, [prompt_text(p) for p in prompts], videos, sampling=self.sampling
         )
@@ -127,6 +128,7 @@ class RolloutVideoMixin:
             args.ktr_full_logps == "generation" and bool(args.selection_signals) and not self.tools
         )
         self._generation_scores = None
+        self._decoded_videos = {}  # each video is decoded once per generation batch (rollout, T-GRPO shuffles)
         try:
             output = super()._generate_and_score_completions(inputs)
             video = self._rollout_video
@@ -135,6 +137,7 @@ class RolloutVideoMixin:
             self._rollout_video = None
             self._record_generation = False
             self._generation_scores = None
+            self._decoded_videos = {}
         if scores is not None:
             from videoktr.training.generation_scores import fit_width
 

@@ -63,7 +63,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_common(parser)
-    parser.add_argument("--model", help="Model directory (a local Qwen2.5-VL checkpoint)")
+    parser.add_argument(
+        "--model", help="Model directory (a local checkpoint: Qwen2.5-VL, Qwen2-VL, Qwen3-VL or Qwen3.5)"
+    )
     parser.add_argument("--video-root", help="Folder the benchmark's video paths are relative to")
     parser.add_argument(
         "--predictions",

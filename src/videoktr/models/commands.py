@@ -1,4 +1,4 @@
-"""`videoktr build-tiny-model`: a tiny random Qwen2.5-VL (tokenizer, processor, weights) saved in a directory."""
+"""`videoktr build-tiny-model`: a tiny random video LLM (tokenizer, processor, weights) of a supported family."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "build-tiny-model",
-        help="build a tiny random Qwen2.5-VL checkpoint locally (tests, demo, CPU runs)",
+        help="build a tiny random video LLM checkpoint locally (Qwen2.5-VL, Qwen2-VL, Qwen3-VL, Qwen3.5)",
         description="Train a small byte-level BPE tokenizer with Qwen2.5-VL's special tokens and chat template, "
         "build the real Qwen2.5-VL processor and a randomly initialised model, and save them with save_pretrained.",
     )
@@ -24,6 +24,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "fields (and lists of strings, e.g. options) are used. Default: a built-in corpus of prompt-template text.",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
+    parser.add_argument(
+        "--arch",
+        default="qwen2_5_vl",
+        help="model family: qwen2_5_vl (default), qwen2_vl, qwen3_vl, qwen3_5 (transformers' own classes and "
+        "processors; see videoktr.models.families)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -67,9 +73,12 @@ def read_corpus(paths: list[Path]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from videoktr.models.families import FAMILIES
     from videoktr.models.tiny import DEFAULT_CORPUS, TinyModelConfig, build_tiny_model
 
+    family = FAMILIES.get(args.arch)  # an unknown --arch is refused with the supported list
     corpus = None if args.corpus is None else DEFAULT_CORPUS + read_corpus(args.corpus)
-    path = build_tiny_model(args.out, corpus=corpus, config=TinyModelConfig(seed=args.seed))
-    print(f"tiny Qwen2.5-VL saved to {path}")
+    config = TinyModelConfig(**{**family.tiny_overrides, "seed": args.seed})
+    path = build_tiny_model(args.out, corpus=corpus, config=config, arch=args.arch)
+    print(f"tiny {family.label} saved to {path}")
     return 0

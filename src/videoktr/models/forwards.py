@@ -1,9 +1,13 @@
-"""The model-specific forwards ``KTRTrainer`` calls (Qwen2.5-VL), behind one small interface.
+"""The model-specific forwards ``KTRTrainer`` calls, behind one small interface, for every family of
+:mod:`videoktr.models.families` (Qwen2.5-VL, Qwen2-VL, Qwen3-VL, Qwen3.5).
 
 ``KTRTrainer`` asks a model adapter for five things: the M-RoPE token types of a batch, the per-row vision features
 of a batch's videos (one vision pass), the per-token log-probs / entropies of the completion tokens with the video
 (or precomputed features), the full next-token logits at the completion positions (TW-GRPO, distance scores), and
-the id of the video placeholder token. A later per-family adapter implements the same methods.
+the id of the video placeholder token. What differs by family: ``second_per_grid_ts`` goes to the model only for the
+families whose temporal positions use it; for Qwen3-VL a row's "features" are the main vision features and its
+DeepStack maps concatenated on the last dimension, ``(tokens, D * (1 + n_deepstack))``, so that every perturbation
+(zeroing, shuffling temporal-patch blocks) applies to all of them alike, and the forward splits them again.
 
 Shapes: N rows, P + T = L prompt + completion length, T completion positions, V vocabulary. ``video`` is a dict
 with per-row ``pixel_values_videos`` (list of N tensors), ``video_grid_thw`` (N, 3) and ``second_per_grid_ts`` (N,).
@@ -29,9 +33,14 @@ class QwenVLForwards:
     """
 
     def __init__(self, config, processor):
+        from videoktr.models.families import check_video_processor, family_of
+
+        self.family = family_of(config)
+        check_video_processor(processor)
         self.video_token_id = int(config.video_token_id)
         self.image_token_id = getattr(config, "image_token_id", None)
         self.merge_size = int(processor.video_processor.merge_size)
+        self.hidden_size = int(getattr(config, "text_config", config).hidden_size)
 
     def mm_token_type_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(N, L) 0 text, 1 image placeholder, 2 video placeholder: the M-RoPE layout of Qwen2.5-VL."""
@@ -50,31 +59,35 @@ class QwenVLForwards:
         """
         from videoktr.models.qwen2_5_vl import encode_videos
 
-        return tuple(encode_videos(model, torch.cat(pixel_rows, dim=0), grid, dedupe=True))
+        return tuple(encode_videos(model, torch.cat(pixel_rows, dim=0), grid, dedupe=True, deepstack=True))
 
     def positions(self, model, input_ids, video: dict, attention_mask: torch.Tensor) -> torch.Tensor:
         """(3, N, L) M-RoPE position ids of ``input_ids`` with ``attention_mask`` (kept by the ``drop`` pass)."""
         from videoktr.models.qwen2_5_vl import find_vl_model
 
+        extra = {"second_per_grid_ts": video["second_per_grid_ts"]} if self.family.second_per_grid_ts else {}
         position_ids, _ = find_vl_model(model).get_rope_index(
             input_ids,
             mm_token_type_ids=self.mm_token_type_ids(input_ids),
             video_grid_thw=video["video_grid_thw"],
-            second_per_grid_ts=video["second_per_grid_ts"],
             attention_mask=attention_mask,
+            **extra,
         )
         return position_ids
 
     def _video_inputs(self, input_ids, video, features) -> dict[str, Any]:
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
+        from videoktr.models.qwen2_5_vl import encoder_outputs
 
         out = {
             "mm_token_type_ids": self.mm_token_type_ids(input_ids),
             "video_grid_thw": video["video_grid_thw"],
-            "second_per_grid_ts": video["second_per_grid_ts"],
         }
+        if self.family.second_per_grid_ts:
+            out["second_per_grid_ts"] = video["second_per_grid_ts"]
         if features is not None:
-            out["mm_encoder_outputs"] = {"video": BaseModelOutputWithPooling(pooler_output=tuple(features))}
+            out["mm_encoder_outputs"] = {
+                "video": encoder_outputs(features, self.hidden_size, self.family.deepstack)
+            }
         else:
             out["pixel_values_videos"] = torch.cat(list(video["pixel_values_videos"]), dim=0)
         return out

@@ -16,15 +16,26 @@ import torch
 __all__ = ["build_video_inputs", "reencode_with_frame_permutation"]
 
 
-def _size_kwargs(processor, sampling) -> dict[str, Any]:
-    """``size=`` override of the video processor from ``sampling.min_pixels/max_pixels`` (None keeps its own)."""
+def _per_clip_budget(processor) -> bool:
+    """Qwen3-VL / Qwen3.5's video processor bounds the pixels of the whole clip (t * h * w), Qwen2(.5)-VL's those
+    of one frame."""
+    return type(processor.video_processor).__name__.startswith("Qwen3")
+
+
+def _size_kwargs(processor, sampling, frames: int = 1) -> dict[str, Any]:
+    """``size=`` override of the video processor from ``sampling.min_pixels/max_pixels`` (None keeps its own).
+
+    The sampling config's budget is per frame; a per-clip processor gets it times ``frames`` (the longest clip of
+    the call), so each frame gets the same budget as with Qwen2.5-VL.
+    """
     if sampling is None or (sampling.min_pixels is None and sampling.max_pixels is None):
         return {}
+    scale = frames if _per_clip_budget(processor) else 1
     size = dict(processor.video_processor.size)
     if sampling.min_pixels is not None:
-        size["shortest_edge"] = int(sampling.min_pixels)
+        size["shortest_edge"] = int(sampling.min_pixels) * scale
     if sampling.max_pixels is not None:
-        size["longest_edge"] = int(sampling.max_pixels)
+        size["longest_edge"] = int(sampling.max_pixels) * scale
     return {"size": size}
 
 
@@ -52,7 +63,8 @@ def build_video_inputs(
 
     Returns a ``BatchFeature``: input_ids (N, L) left padded, attention_mask (N, L), mm_token_type_ids (N, L),
     and when a video is present pixel_values_videos (sum_v t*h*w, C*tps*p*p), video_grid_thw (n_videos, 3),
-    second_per_grid_ts (n_videos,) = temporal_patch_size / sample_fps (checked).
+    and for Qwen2.5-VL second_per_grid_ts (n_videos,) = temporal_patch_size / sample_fps (checked); Qwen3-VL /
+    Qwen3.5 processors write each temporal patch's timestamp (from the frame indices and fps) in the text instead.
     """
     if len(texts) != len(videos) or (completions is not None and len(completions) != len(texts)):
         raise ValueError(
@@ -75,12 +87,14 @@ def build_video_inputs(
             videos=[v.frames for v in present],
             video_metadata=[v.metadata_dict() for v in present],
             do_sample_frames=False,
-            **_size_kwargs(processor, sampling),
+            **_size_kwargs(processor, sampling, max(v.frames.shape[0] for v in present)),
         )
     inputs = processor(text=prompts, padding=True, padding_side="left", return_tensors="pt", **kwargs)
     if "mm_token_type_ids" not in inputs:
         raise RuntimeError("the processor returned no mm_token_type_ids; positions would silently be 1-D")
-    if present:
+    if (
+        present and "second_per_grid_ts" in inputs
+    ):  # Qwen2.5-VL; Qwen3-VL / Qwen3.5 write timestamps in the text
         _check_second_per_grid(
             inputs["second_per_grid_ts"], present, processor.video_processor.temporal_patch_size
         )
@@ -119,7 +133,7 @@ def reencode_with_frame_permutation(
         video_metadata=[v.metadata_dict() for v in videos],
         do_sample_frames=False,
         return_tensors="pt",
-        **_size_kwargs(processor, sampling),
+        **_size_kwargs(processor, sampling, max(v.frames.shape[0] for v in videos)),
     )
     temporal_patch = processor.video_processor.temporal_patch_size
     out["second_per_grid_ts"] = torch.tensor([temporal_patch / float(v.sample_fps) for v in videos])

@@ -59,14 +59,31 @@ __all__ = [
 
 
 def find_vl_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The ``Qwen2_5_VLModel`` inside ``model`` (a ForConditionalGeneration, a PEFT wrapper, or itself)."""
-    from transformers import Qwen2_5_VLModel
+    """The backbone (``Qwen2_5_VLModel``, ``Qwen3VLModel``, ... of a supported family) inside ``model`` (a
+    ForConditionalGeneration, a PEFT wrapper, or itself)."""
+    from videoktr.models.families import FAMILIES, supported
 
+    classes = {FAMILIES.get(name).base_model_class for name in FAMILIES.names()}
     for module in model.modules():
-        if isinstance(module, Qwen2_5_VLModel):
+        if type(module).__name__ in classes:
             return module
-    raise TypeError(
-        f"no Qwen2_5_VLModel inside {type(model).__name__}; this adapter supports Qwen2.5-VL only"
+    raise TypeError(f"no video LLM backbone inside {type(model).__name__}; supported families: {supported()}")
+
+
+def encoder_outputs(features: Sequence[torch.Tensor], hidden_size: int, deepstack: bool):
+    """``mm_encoder_outputs`` entry from per-video features; with ``deepstack`` each tensor holds the main features
+    and the DeepStack maps side by side on the last dimension (see :func:`encode_videos`)."""
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    if not deepstack:
+        return BaseModelOutputWithPooling(pooler_output=tuple(features))
+    from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
+
+    n_maps = features[0].shape[-1] // hidden_size - 1
+    parts = [torch.split(f, hidden_size, dim=-1) for f in features]
+    return BaseModelOutputWithDeepstackFeatures(
+        pooler_output=tuple(p[0] for p in parts),
+        deepstack_features=[tuple(p[1 + k] for p in parts) for k in range(n_maps)],
     )
 
 
@@ -82,8 +99,13 @@ def encode_videos(
     pixel_values_videos: torch.Tensor,
     video_grid_thw: torch.Tensor,
     dedupe: bool = True,
+    deepstack: bool = False,
 ) -> tuple[torch.Tensor, ...]:
     """One vision-tower call for the batch's videos; returns per-video features ``(t*h*w/merge**2, D)``.
+
+    With ``deepstack`` and a model that returns DeepStack maps (Qwen3-VL), each video's tensor is
+    ``(t*h*w/merge**2, D * (1 + n_maps))``: main features then each map, side by side (rows stay tokens, so
+    temporal-patch blocks are permuted / zeroed together; :func:`encoder_outputs` splits them).
 
     With ``dedupe``, videos with identical grid and pixels (the G copies of one prompt) are encoded once and the
     same tensor is returned for each copy: gradients from every copy accumulate into the one encoding.
@@ -104,9 +126,13 @@ def encode_videos(
             unique.append(v)
             match = len(unique) - 1
         owner.append(match)
-    feats = vl.get_video_features(
+    out = vl.get_video_features(
         torch.cat([videos[u] for u in unique]), video_grid_thw[unique], return_dict=True
-    ).pooler_output
+    )
+    feats = out.pooler_output
+    maps = getattr(out, "deepstack_features", None)
+    if deepstack and maps:
+        feats = [torch.cat([feats[k], *(m[k] for m in maps)], dim=-1) for k in range(len(unique))]
     return tuple(feats[k] for k in owner)
 
 

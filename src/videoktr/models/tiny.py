@@ -202,9 +202,15 @@ def build_tokenizer(corpus: list[str] | None = None, vocab_size: int = 1024):
     return tokenizer
 
 
-def build_processor(tokenizer, config: TinyModelConfig):
-    """The real ``Qwen2_5_VLProcessor`` (real image and video processors) sized for ``config``."""
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+def build_processor(tokenizer, config: TinyModelConfig, arch: str = "qwen2_5_vl"):
+    """The family's real processor (real image and video processors) sized for ``config``: ``Qwen2_5_VLProcessor``
+    / ``Qwen2VLProcessor``, or ``Qwen3VLProcessor`` (Qwen3-VL and Qwen3.5, per-patch timestamps in the text)."""
+    from transformers import (
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
 
     common = dict(
         min_pixels=config.min_pixels,
@@ -214,9 +220,29 @@ def build_processor(tokenizer, config: TinyModelConfig):
         merge_size=config.spatial_merge_size,
     )
     image_processor = Qwen2VLImageProcessor(**common)
+    if arch in ("qwen3_vl", "qwen3_5"):
+        from transformers import Qwen3VLProcessor, Qwen3VLVideoProcessor
+
+        # this processor bounds the pixels of the whole clip: per-frame bounds for clips of 2 to 64 frames
+        size = {"shortest_edge": config.min_pixels * 2, "longest_edge": config.max_pixels * 64}
+        video_processor = Qwen3VLVideoProcessor(
+            size=size,
+            patch_size=config.patch_size,
+            temporal_patch_size=config.temporal_patch_size,
+            merge_size=config.spatial_merge_size,
+            do_sample_frames=False,
+            cap_pixels_per_frame=False,
+        )
+        return Qwen3VLProcessor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=video_processor,
+            chat_template=QWEN2_5_VL_CHAT_TEMPLATE,
+        )
     # frames arrive already sampled: never resample them, and keep the per-frame budget exactly min/max pixels
     video_processor = Qwen2VLVideoProcessor(**common, do_sample_frames=False, cap_pixels_per_frame=False)
-    return Qwen2_5_VLProcessor(
+    processor_class = Qwen2VLProcessor if arch == "qwen2_vl" else Qwen2_5_VLProcessor
+    return processor_class(
         image_processor=image_processor,
         tokenizer=tokenizer,
         video_processor=video_processor,
@@ -239,10 +265,12 @@ def vision_token_ids(processor) -> list[int]:
     return ids
 
 
-def _model_config(tokenizer, config: TinyModelConfig):
-    from transformers import Qwen2_5_VLConfig
+def _model_config(tokenizer, config: TinyModelConfig, arch: str = "qwen2_5_vl"):
+    """The family's transformers config at the tiny sizes (token ids read from the tokenizer)."""
+    import transformers
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    head_dim = config.hidden_size // config.num_attention_heads
     text_config = dict(
         vocab_size=len(tokenizer),
         hidden_size=config.hidden_size,
@@ -251,7 +279,6 @@ def _model_config(tokenizer, config: TinyModelConfig):
         num_attention_heads=config.num_attention_heads,
         num_key_value_heads=config.num_key_value_heads,
         max_position_embeddings=config.max_position_embeddings,
-        max_window_layers=config.num_hidden_layers,
         rope_parameters={
             "rope_type": "default",
             "rope_theta": config.rope_theta,
@@ -269,12 +296,56 @@ def _model_config(tokenizer, config: TinyModelConfig):
         patch_size=config.patch_size,
         temporal_patch_size=config.temporal_patch_size,
         spatial_merge_size=config.spatial_merge_size,
-        window_size=config.window_size,
-        tokens_per_second=config.tokens_per_second,
         out_hidden_size=config.hidden_size,
-        fullatt_block_indexes=[config.vision_depth - 1],
     )
-    return Qwen2_5_VLConfig(
+    if arch in ("qwen2_5_vl", "qwen2_vl"):
+        text_config["max_window_layers"] = config.num_hidden_layers
+    if arch == "qwen2_5_vl":
+        vision_config.update(
+            window_size=config.window_size,
+            tokens_per_second=config.tokens_per_second,
+            fullatt_block_indexes=[config.vision_depth - 1],
+        )
+    elif arch == "qwen2_vl":
+        vision_config = dict(
+            depth=config.vision_depth,
+            embed_dim=config.vision_hidden_size,
+            hidden_size=config.hidden_size,
+            mlp_ratio=max(1, config.vision_intermediate_size // config.vision_hidden_size),
+            num_heads=config.vision_num_heads,
+            patch_size=config.patch_size,
+            temporal_patch_size=config.temporal_patch_size,
+            spatial_merge_size=config.spatial_merge_size,
+        )
+    else:  # Qwen3-VL / Qwen3.5: learned patch position table, explicit head_dim, interleaved M-RoPE
+        grid = (config.max_pixels**0.5) // config.patch_size + 1
+        vision_config["num_position_embeddings"] = int(grid * grid)
+        text_config["head_dim"] = head_dim
+        if arch == "qwen3_vl":
+            vision_config["deepstack_visual_indexes"] = list(range(config.vision_depth - 1))
+            text_config["rope_parameters"]["mrope_interleaved"] = True
+        else:  # Qwen3.5: a Gated DeltaNet layer then an attention layer; rotary on a quarter of head_dim
+            text_config.update(
+                layer_types=["linear_attention", "full_attention"] * (config.num_hidden_layers // 2)
+                + ["full_attention"] * (config.num_hidden_layers % 2),
+                linear_key_head_dim=head_dim,
+                linear_value_head_dim=head_dim,
+                linear_num_key_heads=config.num_key_value_heads,
+                linear_num_value_heads=config.num_attention_heads,
+            )
+            rotary = head_dim // 4
+            text_config["rope_parameters"].update(
+                partial_rotary_factor=0.25,
+                mrope_section=[rotary // 2 - 2 * (rotary // 6), rotary // 6, rotary // 6],
+                mrope_interleaved=True,
+            )
+    config_class = {
+        "qwen2_5_vl": "Qwen2_5_VLConfig",
+        "qwen2_vl": "Qwen2VLConfig",
+        "qwen3_vl": "Qwen3VLConfig",
+        "qwen3_5": "Qwen3_5Config",
+    }[arch]
+    return getattr(transformers, config_class)(
         text_config=text_config,
         vision_config=vision_config,
         image_token_id=ids["<|image_pad|>"],
@@ -300,29 +371,37 @@ def _generation_config(tokenizer, processor):
 
 
 def build_tiny_model(
-    out_dir: str | Path, corpus: list[str] | None = None, config: TinyModelConfig | None = None
+    out_dir: str | Path,
+    corpus: list[str] | None = None,
+    config: TinyModelConfig | None = None,
+    arch: str = "qwen2_5_vl",
 ) -> Path:
-    """Build tokenizer, processor and a randomly initialised ``Qwen2_5_VLForConditionalGeneration`` and save them
-    with ``save_pretrained`` in ``out_dir`` (plus ``tiny_model_config.json`` recording ``config``). Returns the path.
+    """Build tokenizer, the family's processor and a randomly initialised model of family ``arch`` (qwen2_5_vl,
+    qwen2_vl, qwen3_vl, qwen3_5; see :mod:`videoktr.models.families`) and save them with ``save_pretrained`` in
+    ``out_dir`` (plus ``tiny_model_config.json`` recording ``config``). Returns the path. The family's
+    ``tiny_overrides`` (e.g. Qwen3's 16-pixel patches) apply where ``config`` is not given.
     """
-    from transformers import Qwen2_5_VLForConditionalGeneration
+    from transformers import AutoModelForImageTextToText
 
-    config = config or TinyModelConfig()
+    from videoktr.models.families import FAMILIES
+
+    family = FAMILIES.get(arch)
+    config = config or TinyModelConfig(**family.tiny_overrides)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(corpus, vocab_size=config.vocab_size)
-    processor = build_processor(tokenizer, config)
+    processor = build_processor(tokenizer, config, arch)
     torch.manual_seed(config.seed)
-    model = Qwen2_5_VLForConditionalGeneration(_model_config(tokenizer, config))
+    model = AutoModelForImageTextToText.from_config(_model_config(tokenizer, config, arch))
     model.generation_config = _generation_config(tokenizer, processor)
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    (out / "tiny_model_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+    (out / "tiny_model_config.json").write_text(json.dumps({"arch": arch, **asdict(config)}, indent=2) + "\n")
     return out
 
 
 def load_model_and_processor(path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu"):
-    """Load a local Qwen2.5-VL checkpoint directory (tiny or real) with the Auto classes. Returns (model, processor).
+    """Load a local checkpoint directory of a supported family (tiny or real) with the Auto classes. Returns (model, processor).
 
     Raises :class:`UserError` when ``path`` has no ``config.json`` (never falls back to the hub).
     """
@@ -334,6 +413,12 @@ def load_model_and_processor(path: str | Path, dtype: torch.dtype = torch.float3
             f"{path} is not a model directory (no config.json); build one with "
             f"`videoktr build-tiny-model --out {path}` or point to a downloaded Qwen2.5-VL checkpoint"
         )
-    model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype).to(device)
+    from transformers import AutoConfig
+
+    from videoktr.models.families import check_video_processor, family_of
+
+    family_of(AutoConfig.from_pretrained(path))  # refuses an unsupported family before loading weights
     processor = AutoProcessor.from_pretrained(path)
+    check_video_processor(processor, str(path))
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype).to(device)
     return model, processor

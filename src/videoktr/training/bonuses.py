@@ -94,9 +94,10 @@ class RewardBonusMixin:
         batch = {
             "pixel_values_videos": torch.cat(pixels),
             "video_grid_thw": torch.stack(grids),
-            "second_per_grid_ts": torch.stack(seconds),
             "mm_token_type_ids": mm,
         }
+        if self.forwards.family.second_per_grid_ts:  # Qwen3-VL / Qwen3.5 take timestamps from the text
+            batch["second_per_grid_ts"] = torch.stack(seconds)
         completion_ids, _ = self._generate_single_turn(ids, None, batch, n_shuffled)
         texts = self.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
         accuracies = []

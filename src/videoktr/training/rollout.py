@@ -81,18 +81,22 @@ class RolloutVideoMixin:
         mm_ids = [ids[m].tolist() for ids, m in zip(batch["mm_token_type_ids"], keep, strict=True)]
         grid = batch["video_grid_thw"]
         rows = list(torch.split(batch["pixel_values_videos"], grid.prod(-1).tolist()))
+        # carried for every family (bookkeeping); given to the model only by families that use it (Qwen2.5-VL)
+        temporal_patch = self.processing_class.video_processor.temporal_patch_size
+        seconds = batch.get("second_per_grid_ts", [temporal_patch / v.sample_fps for v in videos])
         self._rollout_video = {
             "pixel_values_videos": rows,
             "video_grid_thw": grid,
-            "second_per_grid_ts": torch.as_tensor(batch["second_per_grid_ts"], dtype=torch.float32),
+            "second_per_grid_ts": torch.as_tensor(seconds, dtype=torch.float32),
             "videos": videos,
         }
         fields = {
             "pixel_values_videos": batch["pixel_values_videos"],
             "video_grid_thw": grid,
-            "second_per_grid_ts": self._rollout_video["second_per_grid_ts"],
             "mm_token_type_ids": mm_ids,
         }
+        if "second_per_grid_ts" in batch:
+            fields["second_per_grid_ts"] = self._rollout_video["second_per_grid_ts"]
         return prompt_ids, None, fields
 
     def _generate_single_turn(

@@ -81,7 +81,12 @@ class SFTCollator:
             "mm_token_type_ids": torch.cat([prompt["mm_token_type_ids"][0][keep], torch.zeros_like(target)]),
             "pixel_values_videos": prompt["pixel_values_videos"],
             "video_grid_thw": prompt["video_grid_thw"],
-            "second_per_grid_ts": torch.as_tensor(prompt["second_per_grid_ts"], dtype=torch.float32),
+            # Qwen2.5-VL only: Qwen3-VL / Qwen3.5 processors write the timestamps in the text instead
+            **(
+                {"second_per_grid_ts": torch.as_tensor(prompt["second_per_grid_ts"], dtype=torch.float32)}
+                if "second_per_grid_ts" in prompt
+                else {}
+            ),
         }
 
     def __call__(self, records: list[dict]) -> dict:
@@ -107,7 +112,11 @@ class SFTCollator:
             "mm_token_type_ids": right_pad("mm_token_type_ids", 0),
             "pixel_values_videos": torch.cat([e["pixel_values_videos"] for e in examples]),
             "video_grid_thw": torch.cat([e["video_grid_thw"] for e in examples]),
-            "second_per_grid_ts": torch.cat([e["second_per_grid_ts"] for e in examples]),
+            **(
+                {"second_per_grid_ts": torch.cat([e["second_per_grid_ts"] for e in examples])}
+                if "second_per_grid_ts" in examples[0]
+                else {}
+            ),
         }
 
 

@@ -98,8 +98,12 @@ def test_signal_list_accepts_a_comma_separated_string(tmp_path):
 
 
 def test_method_presets(tmp_path):
-    entropy = config(tmp_path, method="entropy", ktr_scope="group")
-    assert entropy.selection_signals == ["entropy"] and entropy.selection_scope == "batch"  # forced (80/20)
+    entropy = config(tmp_path, method="entropy")
+    assert entropy.selection_signals == ["entropy"] and entropy.selection_scope == "batch"  # 80/20 default
+    assert "ktr_scope=batch (method default)" in entropy.effective_loss_settings()
+    # a scope the user sets is honoured, never silently replaced by the method's default
+    assert config(tmp_path, method="entropy", ktr_scope="group").selection_scope == "group"
+    assert config(tmp_path, method="ktr").selection_scope == "group"
     assert config(tmp_path, method="grpo").selection_signals == []
     assert config(tmp_path, method="tw_grpo").selection_signals == []
     ktr = config(tmp_path, ktr_visual_fraction=0.1, ktr_scope="sequence")

@@ -98,12 +98,13 @@ class KTRConfig(GRPOConfig):
         default=0.2,
         metadata={"help": "Top fraction r of valid tokens kept by the entropy signal (paper: 0.2)."},
     )
-    ktr_scope: str = field(
-        default="group",
+    ktr_scope: str | None = field(
+        default=None,
         metadata={
             "help": "Where the top fraction is taken: 'group' (all valid tokens of the G completions of one prompt, "
             "the authors' code), 'sequence' (within each completion), 'batch' (all valid tokens of the batch, "
-            "gathered across processes). method=entropy forces 'batch'."
+            "gathered across processes). Unset: the method's default, 'batch' for method=entropy (the 80/20 "
+            "baseline, as TRL's top_entropy_quantile) and 'group' otherwise; a value set is honoured."
         },
     )
     ktr_combine: str = field(
@@ -309,6 +310,7 @@ class KTRConfig(GRPOConfig):
 
         tw_grpo (TW-GRPO's scripts/tw-grpo.sh and grpo_trainer.py): token-mean loss, clip 0.2 / 0.28, beta 0;
         every other method: seq-mean-token-mean (TRL grpo), clip epsilon_high = epsilon, beta 0.04.
+        Selection scope: batch for method=entropy (the 80/20 baseline), group otherwise.
         """
         tw = self.method == "tw_grpo"
         filled = {}
@@ -318,6 +320,8 @@ class KTRConfig(GRPOConfig):
             self.epsilon_high = filled["epsilon_high"] = 0.28
         if self.beta is None:
             self.beta = filled["beta"] = 0.0 if tw else 0.04
+        if self.ktr_scope is None:
+            self.ktr_scope = filled["ktr_scope"] = "batch" if self.method == "entropy" else "group"
         self.method_defaults = filled
 
     def effective_loss_settings(self) -> str:
@@ -331,6 +335,8 @@ class KTRConfig(GRPOConfig):
         }
         if self.method == "tw_grpo":
             values["tw_alpha"] = self.tw_alpha
+        if self.selection_signals:
+            values["ktr_scope"] = self.ktr_scope
         defaults = getattr(self, "method_defaults", {})
         return ", ".join(
             f"{k}={v}" + (" (method default)" if k in defaults else "") for k, v in values.items()
@@ -465,4 +471,4 @@ class KTRConfig(GRPOConfig):
 
     @property
     def selection_scope(self) -> str:
-        return "batch" if self.method == "entropy" else self.ktr_scope
+        return self.ktr_scope

@@ -87,10 +87,35 @@ def test_extreme_logits_are_clamped_and_finite():
     torch.testing.assert_close(w, torch.tensor([[1.0, 1.7], [1.0, 1.7]]))
 
 
-def test_no_gradient_and_errors():
+def test_gradient_only_when_the_logits_carry_it_and_errors():
     logits = torch.randn(2, 3, 5, requires_grad=True)
-    assert not tw_token_weights(logits, torch.ones(2, 3), group_size=2).requires_grad
+    assert tw_token_weights(logits, torch.ones(2, 3), group_size=2).requires_grad  # the authors' gradient
+    with torch.no_grad():
+        assert not tw_token_weights(logits, torch.ones(2, 3), group_size=2).requires_grad
     with pytest.raises(ValueError, match="group_size"):
         tw_token_weights(logits, torch.ones(2, 3), group_size=3)
     with pytest.raises(ValueError, match=r"valid \(N, T\)"):
         tw_token_weights(logits, torch.ones(2, 4), group_size=2)
+
+
+def test_weights_by_group_follow_the_rows_in_any_order_with_gradient():
+    """Rows shuffled as a trainer does: each row's weights (and their gradient) are those of its own group."""
+    from videoktr.core import tw_token_weights, tw_token_weights_by_group
+
+    torch.manual_seed(0)
+    g, t, v = 3, 5, 7
+    logits = torch.randn(2 * g, t, v, dtype=torch.float64, requires_grad=True)
+    valid = torch.ones(2 * g, t, dtype=torch.bool)
+    valid[1, 3:] = False  # a finished completion among unfinished ones
+    perm = torch.tensor([4, 0, 5, 2, 1, 3])
+    group_ids = torch.tensor([0, 0, 0, 1, 1, 1])[perm]
+    shuffled = tw_token_weights_by_group(logits[perm], valid[perm], group_ids, g, alpha=1.7)
+    reference = tw_token_weights(logits, valid, group_size=g, alpha=1.7)
+    torch.testing.assert_close(shuffled, reference[perm])
+    probe = torch.randn(2 * g, t, dtype=torch.float64)
+    (grad_shuffled,) = torch.autograd.grad((shuffled * probe[perm]).sum(), logits)
+    (grad_reference,) = torch.autograd.grad((reference * probe).sum(), logits)
+    torch.testing.assert_close(grad_shuffled, grad_reference)
+    assert grad_reference.abs().sum() > 0  # the gradient does flow through the weights
+    with pytest.raises(ValueError, match="3 rows together"):
+        tw_token_weights_by_group(logits[:4], valid[:4], torch.tensor([0, 0, 0, 1]), g)

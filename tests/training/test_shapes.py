@@ -162,7 +162,14 @@ def test_group_scope_mask_is_the_whole_groups(make_trainer, four_prompts, shape)
 
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_tw_grpo_weights_are_the_whole_groups(make_trainer, four_prompts, shape):
-    trainer = make_trainer(data=four_prompts, method="tw_grpo", num_generations=G, beta=0.0, **SHAPES[shape])
+    trainer = make_trainer(
+        data=four_prompts,
+        method="tw_grpo",
+        tw_weight_grad=False,
+        num_generations=G,
+        beta=0.0,
+        **SHAPES[shape],
+    )  # weights without gradient: computed at the rollout on whole groups, whatever the batching
     calls = _capture(trainer)
     reference, attach = {}, trainer._attach_selection
 

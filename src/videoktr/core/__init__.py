@@ -26,7 +26,7 @@ from videoktr.core.selection import (
     soft_token_weights,
     top_fraction_mask,
 )
-from videoktr.core.tw_grpo import tw_token_weights
+from videoktr.core.tw_grpo import tw_token_weights, tw_token_weights_by_group
 
 __all__ = [
     "ADVANTAGE_SCALES",
@@ -52,4 +52,5 @@ __all__ = [
     "soft_token_weights",
     "top_fraction_mask",
     "tw_token_weights",
+    "tw_token_weights_by_group",
 ]

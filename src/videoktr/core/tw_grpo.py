@@ -16,7 +16,7 @@ import torch
 
 from videoktr.core.attribution import DEFAULT_CHUNK_SIZE
 
-__all__ = ["tw_token_weights"]
+__all__ = ["tw_token_weights", "tw_token_weights_by_group"]
 
 
 def _group_divergence(
@@ -46,7 +46,6 @@ def _min_max(values: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
     return ((values - low) / (high - low)).clamp(0.0, 1.0)
 
 
-@torch.no_grad()
 def tw_token_weights(
     logits: torch.Tensor,
     valid: torch.Tensor,
@@ -56,7 +55,10 @@ def tw_token_weights(
     temperature: float = 1.0,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> torch.Tensor:
-    """Per-token TW-GRPO weights (formula in the module docstring); no gradient flows through them.
+    """Per-token TW-GRPO weights (formula in the module docstring).
+
+    The gradient flows through the weights when ``logits`` carries it (the authors' code); call it under
+    ``torch.no_grad()`` (or on detached logits) for fixed weights.
 
     Args:
         logits: (N, T, V) policy logits at the completion positions, N = B * group_size, groups contiguous.
@@ -93,3 +95,30 @@ def tw_token_weights(
         row_weights = (1 + (alpha - 1) * normalised).to(dtype).expand(group_size, -1)
         weights[rows] = torch.where(valid[rows], row_weights, torch.zeros_like(row_weights))
     return weights
+
+
+def tw_token_weights_by_group(
+    logits: torch.Tensor, valid: torch.Tensor, group_ids: torch.Tensor, group_size: int, **kwargs
+) -> torch.Tensor:
+    """:func:`tw_token_weights` for rows in any order (e.g. after a trainer's shuffle), grouped by ``group_ids``.
+
+    Gradient flows through the weights when ``logits`` carries it (the TW-GRPO authors' code).
+
+    Args:
+        logits: (N, T, V); valid: (N, T); group_ids: (N,) the prompt of each row.
+        group_size: G; every group present must have exactly G rows here.
+        **kwargs: ``alpha``, ``clamp``, ``temperature``, ``chunk_size`` of :func:`tw_token_weights`.
+
+    Returns:
+        (N, T) weights, row i's computed with the other rows of its group.
+    """
+    if group_ids.dim() != 1 or group_ids.numel() != logits.shape[0]:
+        raise ValueError(f"group_ids must be (N,) with N = {logits.shape[0]}, got {tuple(group_ids.shape)}")
+    _, counts = torch.unique(group_ids, return_counts=True)
+    if (counts != group_size).any():
+        raise ValueError(
+            f"every group needs its {group_size} rows together; got group sizes {sorted(set(counts.tolist()))}"
+        )
+    order = torch.argsort(group_ids, stable=True)
+    sorted_weights = tw_token_weights(logits[order], valid[order], group_size=group_size, **kwargs)
+    return sorted_weights[torch.argsort(order)]

@@ -152,9 +152,10 @@ class QwenVLForwards:
         temperature: float = 1.0,
         autocast: Callable[[], AbstractContextManager] | None = None,
         keep_positions: torch.Tensor | None = None,
+        grad: bool = False,
     ) -> torch.Tensor:
-        """(N, T, V) float32 temperature-scaled logits of the completion positions (no grad); ``keep_positions``
-        as in :meth:`token_logps`."""
+        """(N, T, V) float32 temperature-scaled logits of the completion positions (no grad unless ``grad``);
+        ``keep_positions`` as in :meth:`token_logps`."""
         model_inputs = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
@@ -168,7 +169,7 @@ class QwenVLForwards:
             model_inputs.update(
                 {k: v for k, v in (image_kwargs or {}).items() if v is not None and k != "num_images"}
             )
-        with torch.no_grad(), autocast() if autocast is not None else nullcontext():
+        with torch.set_grad_enabled(grad), autocast() if autocast is not None else nullcontext():
             logits = model(**model_inputs).logits[:, :-1]
         return logits.float() / temperature
 

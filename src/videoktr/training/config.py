@@ -266,6 +266,15 @@ class KTRConfig(GRPOConfig):
         default=1.7,
         metadata={"help": "TW-GRPO: maximum token weight; w = 1 + (alpha - 1) * normalised divergence."},
     )
+    tw_weight_grad: bool = field(
+        default=True,
+        metadata={
+            "help": "TW-GRPO: the gradient flows through the token weights (the authors' code computes them from "
+            "the policy's log-probs in the loss forward). Needs whole groups in every micro-batch "
+            "(steps_per_generation=1). false: weights without gradient, computed on whole groups at the end of "
+            "the rollout, exact at any batching."
+        },
+    )
     # ---- video input -----------------------------------------------------------------------------------------
     video_frames: int | None = field(
         default=16, metadata={"help": "Frames sampled uniformly per video (even; paper: 16 for training)."}
@@ -335,6 +344,7 @@ class KTRConfig(GRPOConfig):
         }
         if self.method == "tw_grpo":
             values["tw_alpha"] = self.tw_alpha
+            values["tw_weight_grad"] = self.tw_weight_grad
         if self.selection_signals:
             values["ktr_scope"] = self.ktr_scope
         defaults = getattr(self, "method_defaults", {})
@@ -437,6 +447,14 @@ class KTRConfig(GRPOConfig):
             )
         if self.tw_alpha < 1.0:
             raise ValueError(f"tw_alpha={self.tw_alpha} must be >= 1 (weights run from 1 to alpha)")
+        if self.method == "tw_grpo" and self.tw_weight_grad and (self.steps_per_generation or 1) != 1:
+            raise ValueError(
+                f"tw_weight_grad=true (gradient through TW-GRPO's weights, as the authors) computes the weights in "
+                f"the loss forward, so every micro-batch must hold whole groups; with steps_per_generation="
+                f"{self.steps_per_generation} TRL splits each group over micro-batches. Set steps_per_generation=1 "
+                "(generate at every micro-step), or tw_weight_grad=false (weights without gradient, computed on "
+                "whole groups at the rollout)"
+            )
 
     # ---- derived views used by the trainer -------------------------------------------------------------------
     def video_sampling(self):

@@ -112,6 +112,8 @@ class SelectionMixin:
             raise UserError("the visual signal needs video or image prompts; this batch has text only")
         self._metrics[mode]["ktr/skipped_frac"].append(self._gathered_mean(1.0 - active.float().mean()))
         with torch.no_grad():
+            if args.method == "tw_grpo" and args.tw_weight_grad:
+                return  # the loss forward computes the weights with gradient (whole groups per micro-batch)
             if args.method == "tw_grpo":
                 output["ktr_token_weights"] = self._tw_weights(
                     output, forward, video, valid, active, group, mode

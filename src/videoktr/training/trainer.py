@@ -249,16 +249,22 @@ class KTRTrainer(ResumeMixin, RolloutVideoMixin, RewardBonusMixin, SelectionMixi
         if video is not None:
             features = self._video_features(model, video["pixel_values_videos"], video["video_grid_thw"])
             image_kwargs = {}
-        logp, entropy, _ = self._get_per_token_logps_and_entropies(
-            model,
-            input_ids,
-            attention_mask,
-            logits_to_keep,
-            compute_entropy=True,
-            video=video,
-            video_features=features,
-            **image_kwargs,
-        )
+        token_weights = inputs.get("ktr_token_weights")
+        if self.args.method == "tw_grpo" and self.args.tw_weight_grad:
+            logp, entropy, token_weights = self._tw_policy_pass(
+                model, input_ids, attention_mask, completion_ids, valid, video, features, image_kwargs, inputs
+            )
+        else:
+            logp, entropy, _ = self._get_per_token_logps_and_entropies(
+                model,
+                input_ids,
+                attention_mask,
+                logits_to_keep,
+                compute_entropy=True,
+                video=video,
+                video_features=features,
+                **image_kwargs,
+            )
         old_logp = inputs.get("old_per_token_logps")
         old_logp = logp.detach() if old_logp is None else old_logp
         global_mean = self.args.aggregation == "token-mean-global"
@@ -275,7 +281,7 @@ class KTRTrainer(ResumeMixin, RolloutVideoMixin, RewardBonusMixin, SelectionMixi
             aggregation="token-mean" if global_mean else self.args.aggregation,
             denominator=self.args.ktr_denominator,
             mask_kl=self.args.ktr_mask_kl,
-            token_weights=inputs.get("ktr_token_weights"),
+            token_weights=token_weights,
             max_completion_length=self.max_completion_length,
         )
         mode = "train" if self.model.training else "eval"
@@ -290,6 +296,36 @@ class KTRTrainer(ResumeMixin, RolloutVideoMixin, RewardBonusMixin, SelectionMixi
             loss = loss / self.current_gradient_accumulation_steps
         self._log_loss_metrics(mode, loss_metrics, entropy, valid)
         return loss
+
+    def _tw_policy_pass(
+        self, model, input_ids, attention_mask, completion_ids, valid, video, features, image_kwargs, inputs
+    ):
+        """``tw_weight_grad``: log-probs, entropies and TW-GRPO weights from ONE full-logits policy forward, with
+        gradient through the weights as in the authors' code. The micro-batch holds whole groups
+        (steps_per_generation=1, checked by KTRConfig); rows may be in any order (``group_ids``)."""
+        logits = self.forwards.full_logits(
+            model,
+            input_ids,
+            attention_mask,
+            completion_ids.size(1),
+            video,
+            features,
+            image_kwargs=image_kwargs,
+            temperature=self.temperature,
+            autocast=self.accelerator.autocast,
+            grad=True,
+        )  # (N, T, V), already divided by the temperature
+        logp = core.selective_log_softmax(logits, completion_ids)
+        with torch.no_grad():
+            entropy = core.entropy_from_logits(logits)
+        weights = core.tw_token_weights_by_group(
+            logits, valid, inputs["group_ids"], self.num_generations, alpha=self.args.tw_alpha
+        )
+        mode = "train" if self.model.training else "eval"
+        kept = weights.detach()[valid]
+        if kept.numel():
+            self._metrics[mode]["tw/weight_mean"].append(self._gathered_mean(kept.mean()))
+        return logp, entropy, weights
 
     def _batch_video(self, inputs) -> dict | None:
         if "pixel_values_videos" not in inputs:

@@ -32,3 +32,13 @@ def tiny_bench(tmp_path_factory):
     data = root / "bench.json"
     data.write_text(json.dumps(rows))
     return data, root
+
+
+@pytest.fixture
+def video_root(tmp_path):
+    """Empty files named after the Video-MME fixture's videos (the fake backends never open them)."""
+    root = tmp_path / "videos"
+    root.mkdir()
+    for name in ("fFjv93ACGo8", "abcdEFGhijk", "lmnoPQRstuv"):
+        (root / f"{name}.mp4").touch()
+    return root

@@ -30,15 +30,6 @@ def items():
     return load_benchmark("videomme", FIXTURES / "videomme.json")  # ids 001-1, 001-2, 301-1, 601-1
 
 
-@pytest.fixture
-def video_root(tmp_path):
-    root = tmp_path / "videos"
-    root.mkdir()
-    for name in ("fFjv93ACGo8", "abcdEFGhijk", "lmnoPQRstuv"):
-        (root / f"{name}.mp4").touch()  # the fake backend never opens them
-    return root
-
-
 def _lines(path):
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert "videoktr_eval_run" in rows[0]

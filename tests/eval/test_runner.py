@@ -32,15 +32,6 @@ def items():
     return load_benchmark("videomme", FIXTURES / "videomme.json")  # answers C, A, B, D
 
 
-@pytest.fixture
-def video_root(tmp_path):
-    root = tmp_path / "videos"
-    root.mkdir()
-    for name in ("fFjv93ACGo8", "abcdEFGhijk", "lmnoPQRstuv"):
-        (root / f"{name}.mp4").touch()  # the fake backend never opens them
-    return root
-
-
 def _lines(path):
     """The prediction lines of a predictions file (after its run header)."""
     rows = [json.loads(line) for line in path.read_text().splitlines()]

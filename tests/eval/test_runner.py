@@ -103,3 +103,16 @@ def test_predictions_of_another_benchmark_are_refused(items, video_root, tmp_pat
     out.write_text('{"videoktr_eval_run": {"settings": {}}}\n{"id": "vh001_1", "output": "B"}\n')
     with pytest.raises(UserError, match="not in this benchmark"):
         run_evaluation(FakeBackend(), items, EvalRunConfig(video_root), out)
+
+
+def test_consecutive_failure_count_resets_after_a_success(items, video_root):
+    # items in order: 001-1 and 001-2 (video fFjv93ACGo8), 301-1 (abcdEFGhijk), 601-1 (lmnoPQRstuv).
+    # Failing fFjv93ACGo8 and lmnoPQRstuv gives fail, fail, success, fail: with the count reset by the success the
+    # streaks are 2 then 1 (< 3: the run finishes); a count that never resets reaches 3 at 601-1 and stops the run.
+    backend = FakeBackend(fail={"fFjv93ACGo8.mp4", "lmnoPQRstuv.mp4"})
+    records, summary = run_evaluation(backend, items, EvalRunConfig(video_root, max_consecutive_errors=3))
+    assert [r["error"] is not None for r in records] == [True, True, False, True]
+    assert summary["n_errors"] == 3 and summary["n_scored"] == 4
+    # the limit itself still applies to that pattern: two in a row stop at 001-2
+    with pytest.raises(RuntimeError, match="2 items failed in a row \\(last: 001-2"):
+        run_evaluation(backend, items, EvalRunConfig(video_root, max_consecutive_errors=2))

@@ -93,3 +93,46 @@ def test_official_scorer_refused_for_a_benchmark_without_one():
         score_predictions([item], {"x": {"id": "x", "output": "A"}}, "official")
     with pytest.raises(UserError, match="unknown scorer 'strict'"):
         score_predictions([item], {"x": {"id": "x", "output": "A"}}, "strict")
+
+
+# Partial scores are never "correct" (issue 15): a mutant that counts score > 0 (or >= some fraction) as correct
+# would turn each row below into a correct answer and the summary's accuracy into 1.
+OCR = BenchItem("o", "?", None, "the red ball rolls", "OCR", "v.mp4", {"k": "v"}, "video-r1")
+FREE = BenchItem("f", "?", None, "a dog runs in the park", "free-form", "v.mp4", {"k": "v"}, "video-r1")
+MULTI = BenchItem("m", "?", ["A. x", "B. y", "C. z"], "A,C", "multiple choice", "v.mp4", {"k": "v"}, "video-r1")
+PARTIAL = [
+    # OCR: one word of four substituted -> WER 1/4 -> score 1 - 0.25 = 0.75
+    ("lenient", OCR, "<answer>the red ball stops</answer>", 0.75),
+    # free-form, ROUGE F (stemmed, "runs" -> "run"): gold 6 words, pred "a dog runs" 3 words all in gold.
+    # R1: P 1, R 3/6 -> F 2/3; R2: pred bigrams 2, gold 5, both match -> P 1, R 2/5 -> F 4/7; RL: LCS 3 -> F 2/3
+    # -> mean (2/3 + 4/7 + 2/3) / 3 = 40/63
+    ("lenient", FREE, "<answer>a dog runs</answer>", 40 / 63),
+    # TW-GRPO multi-answer: gold {A, C}, answer {A} is a subset -> partial credit 1/2
+    ("tw-grpo", MULTI, "<answer>A</answer>", 0.5),
+]
+
+
+@pytest.mark.parametrize("scorer, item, output, score", PARTIAL)
+def test_partial_score_is_not_correct(scorer, item, output, score):
+    record = prediction_record(item, output, scorer=scorer)
+    assert record["score"] == pytest.approx(score) and not record["correct"]
+    summary = summarize([record], scorer)
+    assert summary["accuracy"] == 0.0 and summary["n_correct"] == 0
+    assert summary["mean_score"] == pytest.approx(score) and summary["by_category"] == {"k/v": 0.0}
+    # the same item answered exactly is correct (so the test is not passing because nothing ever is)
+    exact = prediction_record(item, f"<answer>{item.answer}</answer>", scorer=scorer)
+    assert exact["correct"] and exact["score"] == 1.0
+
+
+@pytest.mark.parametrize("scorer", ["video-r1", "official", "lenient", "tw-grpo"])
+def test_partial_regression_is_not_correct(scorer):
+    # 7 for gold 10: MRA 0.4 (see test_regression_is_reported_apart); correct only at MRA 1
+    record = prediction_record(REG, "<answer>7</answer>", scorer=scorer)
+    assert record["score"] == pytest.approx(0.4) and not record["correct"] and record["metric"] == "mra"
+
+
+@pytest.mark.parametrize("item", [OCR, FREE])
+def test_video_r1_has_no_rule_for_ocr_and_free_form(item):
+    # Video-R1's eval_bench.py scores these 0 even when exact (its `else: return 0.0`)
+    record = prediction_record(item, f"<answer>{item.answer}</answer>", scorer="video-r1")
+    assert not record["correct"] and record["score"] == 0.0 and record["no_rule"]

@@ -99,7 +99,9 @@ def test_official_scorer_refused_for_a_benchmark_without_one():
 # would turn each row below into a correct answer and the summary's accuracy into 1.
 OCR = BenchItem("o", "?", None, "the red ball rolls", "OCR", "v.mp4", {"k": "v"}, "video-r1")
 FREE = BenchItem("f", "?", None, "a dog runs in the park", "free-form", "v.mp4", {"k": "v"}, "video-r1")
-MULTI = BenchItem("m", "?", ["A. x", "B. y", "C. z"], "A,C", "multiple choice", "v.mp4", {"k": "v"}, "video-r1")
+MULTI = BenchItem(
+    "m", "?", ["A. x", "B. y", "C. z"], "A,C", "multiple choice", "v.mp4", {"k": "v"}, "video-r1"
+)
 PARTIAL = [
     # OCR: one word of four substituted -> WER 1/4 -> score 1 - 0.25 = 0.75
     ("lenient", OCR, "<answer>the red ball stops</answer>", 0.75),

@@ -22,6 +22,7 @@ COMMAND_MODULES = {
     "demo": "videoktr.demo",
     "ablate": "videoktr.ablate",
     "frames": "videoktr.frames.commands",
+    "analyze": "videoktr.analysis.analyze",
 }
 
 

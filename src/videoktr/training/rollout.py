@@ -162,7 +162,11 @@ class RolloutVideoMixin:
                 output["pixel_values_videos_shuffled"] = self._frame_shuffled_pixels(video)
             rows_video = self._batch_video(output)
         # Selection over whole groups, before TRL shuffles and splits the generation batch (training/selection.py).
-        self._attach_selection(output, rows_video)
+        self._rollout_problem_ids = [row.get("problem_id") for row in inputs]  # selection.jsonl's problem_id
+        try:
+            self._attach_selection(output, rows_video)
+        finally:
+            self._rollout_problem_ids = None
         return output
 
     def _frame_shuffled_pixels(self, video: dict) -> list[torch.Tensor]:

@@ -381,6 +381,7 @@ class SelectionMixin:
         keep = n_rows if limit < 0 else min(limit, n_rows)
         position = {int(r): k for k, r in enumerate(rows.tolist())}
         start = self.accelerator.process_index * n_rows
+        problem_ids = getattr(self, "_rollout_problem_ids", None) or [None] * n_rows
         records = []
         for i in range(keep):
             length = int(valid[i].sum())
@@ -388,6 +389,7 @@ class SelectionMixin:
                 "version": SELECTION_RECORD_VERSION,
                 "step": self.state.global_step,
                 "group_id": (start + i) // group,
+                "problem_id": problem_ids[i],
                 "completion_ids": output["completion_ids"][i, :length].tolist(),
                 "advantage": float(output["advantages"][i]),
                 "skipped": i not in position,

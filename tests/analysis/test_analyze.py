@@ -198,3 +198,25 @@ def test_b1_equals_the_trainers_forward_and_backward(analysed, recorded_run, tmp
     assert batch["norm_selected"] == pytest.approx(float(grads["selected"].norm()), rel=1e-4)
     cos = torch.nn.functional.cosine_similarity(grads["selected"], grads["full"], dim=0)
     assert batch["cos_selected_full"] == pytest.approx(float(cos), rel=1e-4, abs=1e-6)
+
+
+def test_b1_is_skipped_with_the_reason_and_the_rest_runs(recorded_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(recorded_run, run)
+    lines = (run / "selection.jsonl").read_text().splitlines()
+    (run / "recipe.yaml").unlink()
+    code, err = _analyze(run, tmp_path / "a", capsys, "--grad-batches", "1")
+    assert code == 0 and "recipe.yaml is missing" in err
+    assert (
+        "recipe.yaml is missing"
+        in json.loads((tmp_path / "a" / "analysis.json").read_text())["gradients"]["skipped"]
+    )
+    stripped = [{k: v for k, v in json.loads(line).items() if k != "problem_id"} for line in lines]
+    (run / "selection.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stripped))
+    assert _analyze(run, tmp_path / "b", capsys, "--grad-batches", "1")[0] == 0
+    result = json.loads((tmp_path / "b" / "analysis.json").read_text())
+    assert "no problem_id" in result["gradients"]["skipped"] and result["overlap"]
+    code, err = _analyze(run, tmp_path / "c", capsys, "--grad-layers", "0")
+    assert code == 2 and "--grad-layers must be >= 1" in err

@@ -233,7 +233,7 @@ def pick_steps(steps: list[int], n: int) -> list[int]:
 
 def gradient_section(run_dir: Path, checkpoint: Path, rows: list[dict], n_batches: int, layers: int) -> dict:
     """B.1 on ``n_batches`` recorded steps; ``{"skipped": reason}`` when the records cannot be replayed."""
-    from videoktr.analysis.gradients import recorded_batch_gradients
+    from videoktr.analysis.gradients import CannotReplay, recorded_batch_gradients
 
     if n_batches <= 0:
         return {"skipped": "--grad-batches 0"}
@@ -246,7 +246,11 @@ def gradient_section(run_dir: Path, checkpoint: Path, rows: list[dict], n_batche
     for r in rows:
         by_step.setdefault(r["step"], []).append(r)
     chosen = pick_steps(sorted(by_step), n_batches)
-    return recorded_batch_gradients(run_dir, checkpoint, {s: by_step[s] for s in chosen}, layers)
+    try:
+        return recorded_batch_gradients(run_dir, checkpoint, {s: by_step[s] for s in chosen}, layers)
+    except CannotReplay as err:  # the batches cannot be replayed: say why, the rest of the analysis stands
+        print(f"videoktr analyze: note: B.1 gradient decomposition skipped: {err}", file=sys.stderr)
+        return {"skipped": str(err)}
 
 
 def analyse(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict], list]:
@@ -287,6 +291,8 @@ def run(args: argparse.Namespace) -> int:
     for name in ("grad_batches", "examples_per_step", "top_k"):
         if getattr(args, name) < 0:
             raise UserError(f"--{name.replace('_', '-')} must be >= 0")
+    if args.grad_layers < 1:
+        raise UserError("--grad-layers must be >= 1 (the number of last decoder layers)")
     result, rows, records_list = analyse(args)
     args.out.mkdir(parents=True, exist_ok=True)
     result["figures"] = write_figures(result, args.out)

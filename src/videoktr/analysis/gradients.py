@@ -28,7 +28,17 @@ import torch
 
 from videoktr.errors import UserError
 
-__all__ = ["gradient_decomposition", "last_layer_params", "recorded_batch_gradients", "summarise"]
+__all__ = [
+    "CannotReplay",
+    "gradient_decomposition",
+    "last_layer_params",
+    "recorded_batch_gradients",
+    "summarise",
+]
+
+
+class CannotReplay(UserError):
+    """The recorded batches cannot be rebuilt (no recipe, prompts not in the training data)."""
 
 
 def _flat(grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -103,7 +113,9 @@ def _prompts(recipe, config, problem_ids: list) -> list[list[dict]]:
     by_id = {r.get("problem_id"): r for r in records}
     missing = sorted({str(p) for p in problem_ids if p not in by_id})
     if missing:
-        raise UserError(f"problem_id(s) {missing[:5]} of selection.jsonl are not in {recipe.data['train']}")
+        raise CannotReplay(
+            f"problem_id(s) {missing[:5]} of selection.jsonl are not in {recipe.data['train']}"
+        )
     chosen = [by_id[p] for p in problem_ids]
     rows = prepare_rl_rows(chosen, root, config.video_sampling(), config.prompt_template, check_videos=False)
     return [row["prompt"] for row in rows.rows]
@@ -151,7 +163,7 @@ def recorded_batch_gradients(
 
     recipe_path = run_dir / "recipe.yaml"
     if not recipe_path.is_file():
-        raise UserError(
+        raise CannotReplay(
             f"{recipe_path} is missing (videoktr train and demo write it); it names the training data"
         )
     recipe = load_recipe(recipe_path)

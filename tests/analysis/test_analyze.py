@@ -189,10 +189,12 @@ def test_b1_equals_the_trainers_forward_and_backward(analysed, recorded_run, tmp
         union[i, : len(r["union"])] = torch.tensor(r["union"], dtype=torch.bool)
     adv = torch.tensor([r["advantage"] for r in rows]).unsqueeze(1)
     params = list(find_vl_model(model).language_model.layers[-2:].parameters())
+    # the run's aggregation (Video-KTR's default): GRPO's per-sequence token mean over the valid tokens
+    assert result["gradients"]["aggregation"] == "seq-mean-token-mean"
     grads = {}
     for name, keep in {"full": valid, "selected": union & valid}.items():
         model.zero_grad()
-        (-(adv * logp * keep).sum() / valid.sum()).backward(retain_graph=True)
+        (-((adv * logp * keep).sum(1) / valid.sum(1)).mean()).backward(retain_graph=True)
         grads[name] = torch.cat([p.grad.reshape(-1) for p in params]).double()
     assert batch["norm_full"] == pytest.approx(float(grads["full"].norm()), rel=1e-4)
     assert batch["norm_selected"] == pytest.approx(float(grads["selected"].norm()), rel=1e-4)

@@ -37,6 +37,24 @@ def test_decomposition_equals_hand_arithmetic():
     assert out["selected_frac"] == pytest.approx(2 / 5)
 
 
+def test_seq_mean_aggregation_by_hand():
+    # the same linear model with GRPO's seq-mean-token-mean: row i's tokens weigh 1 / (N * valid_i), N = 2
+    theta = torch.zeros(2, requires_grad=True)
+    c = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], [[2.0, 0.0], [0.0, 3.0], [9.0, 9.0]]])
+    valid = torch.tensor([[1, 1, 1], [1, 1, 0]], dtype=torch.bool)
+    selected = torch.tensor([[1, 0, 0], [0, 1, 1]], dtype=torch.bool)
+    out = gradient_decomposition(
+        c @ theta, torch.tensor([1.0, -2.0]), valid, selected, [theta], "seq-mean-token-mean"
+    )
+    # g_S = -(1/2) [(1/3) (1,0) + (1/2)(-2)(0,3)] = (-1/6, 3/2)
+    # g_R = -(1/2) [(1/3) ((0,1) + (1,1)) + (1/2)(-2)(2,0)] = (5/6, -1/3);  g = (2/3, 7/6)
+    assert out["norm_selected"] == pytest.approx(math.hypot(-1 / 6, 3 / 2))
+    assert out["norm_rest"] == pytest.approx(math.hypot(5 / 6, -1 / 3))
+    assert out["norm_full"] == pytest.approx(math.hypot(2 / 3, 7 / 6))
+    expected = (-1 / 6 * 2 / 3 + 3 / 2 * 7 / 6) / (math.hypot(-1 / 6, 3 / 2) * math.hypot(2 / 3, 7 / 6))
+    assert out["cos_selected_full"] == pytest.approx(expected)
+
+
 def test_decomposition_matches_separate_backward_passes():
     # a tiny softmax policy: the same numbers from .grad of independent backward passes
     torch.manual_seed(0)

@@ -1,10 +1,11 @@
 """Gradient decomposition of the paper's Appendix B.1 on recorded batches: selected tokens vs the rest.
 
 For one generation batch of N completions with advantages ``A_i``, valid tokens ``V`` and key-token mask ``S``
-(the ``union`` of ``selection.jsonl``), the on-policy policy-gradient loss splits over disjoint token sets:
+(the ``union`` of ``selection.jsonl``), the on-policy policy-gradient loss splits over disjoint token sets, with the
+run's aggregation ``agg`` (``videoktr.core.agg_loss``, whose denominator counts every valid token):
 
-    L_S = -(1/Z) sum_i A_i sum_t [t in S & V]  log pi(y_it)      (Z = |V|, the batch's valid tokens)
-    L_R = -(1/Z) sum_i A_i sum_t [t in V \\ S] log pi(y_it)
+    L_S = agg(-A_i log pi(y_it), weights [t in S & V],  denominator V)
+    L_R = agg(-A_i log pi(y_it), weights [t in V \\ S], denominator V)
     g_S = dL_S/dtheta,  g_R = dL_R/dtheta,  g = g_S + g_R   (the full, unmasked GRPO gradient)
 
 and the report gives ``|g_S|``, ``|g_R|``, ``|g|`` and the cosines of ``g_S`` and ``g_R`` with ``g`` on the
@@ -12,8 +13,8 @@ parameters of the last decoder layers. What is approximated, against the gradien
 - the policy is the analysed checkpoint, not the policy that sampled the batch (the weights of that step are not
   kept); at the checkpoint the ratio is taken as 1 (old log-probs = current ones), where PPO clipping is inactive,
   so the clipped surrogate's gradient equals the plain ``-A grad log pi`` above;
-- the aggregation is a token mean over the batch (TRL's ``dapo`` / ``token-mean-global``); the run's own
-  aggregation (per-sequence means, ``ktr_denominator: selected``) rescales tokens and is not reproduced;
+- the denominator counts every valid token (the full GRPO loss's); a run with ``ktr_denominator: selected``
+  normalised its masked loss by the selected tokens instead; ``token-mean-global`` is taken over the batch;
 - no KL term (it is zero in the demo, ``beta: 0``), and only the recorded rows (all rows with
   ``log_selected_examples: -1``; the rows of skipped groups have zero advantage and no gradient anyway).
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from videoktr.core.losses import agg_loss
 from videoktr.errors import UserError
 
 __all__ = [
@@ -58,20 +60,23 @@ def gradient_decomposition(
     valid: torch.Tensor,
     selected: torch.Tensor,
     params: Sequence[torch.Tensor],
+    aggregation: str = "token-mean",
+    max_completion_length: int | None = None,
 ) -> dict[str, float | None]:
     """B.1 numbers of one batch (see the module docstring).
 
     logp: (N, T) log-probs of the completion tokens, differentiable w.r.t. ``params``; advantages: (N,);
-    valid: (N, T) bool; selected: (N, T) bool key-token mask (only its valid part counts).
+    valid: (N, T) bool; selected: (N, T) bool key-token mask (only its valid part counts); aggregation: a name in
+    ``videoktr.core.AGGREGATIONS`` (``max_completion_length`` for ``seq-mean-token-sum-norm``).
     Returns norm_selected, norm_rest, norm_full, cos_selected_full, cos_rest_full, cos_selected_rest (None when a
     norm is 0), selected_frac (selected valid tokens / valid tokens).
     """
     valid = valid.bool()
     sel = selected.bool() & valid
     rest = valid & ~sel
-    weight = advantages.to(logp.dtype).unsqueeze(1) / valid.sum().clamp(min=1)
-    loss_sel = -(weight * logp * sel).sum()
-    loss_rest = -(weight * logp * rest).sum()
+    per_token = -advantages.to(logp.dtype).unsqueeze(1) * logp
+    loss_sel = agg_loss(per_token, sel, valid, aggregation, max_completion_length)
+    loss_rest = agg_loss(per_token, rest, valid, aggregation, max_completion_length)
     g_sel = _flat(torch.autograd.grad(loss_sel, params, retain_graph=True, allow_unused=True), params)
     g_rest = _flat(torch.autograd.grad(loss_rest, params, allow_unused=True), params)
     g_full = g_sel + g_rest
@@ -176,7 +181,9 @@ def recorded_batch_gradients(
     add_fused_lm_head(model, temperature=config.temperature, cast_lm_head_to_fp32=config.cast_lm_head_to_fp32)
     forwards = QwenVLForwards(model.config, processor)
     names, params = last_layer_params(model, layers)
+    aggregation = "token-mean" if config.aggregation == "token-mean-global" else config.aggregation
     out = {
+        "aggregation": aggregation,
         "checkpoint": str(checkpoint),
         "layers": layers,
         "n_params": sum(p.numel() for p in params),
@@ -195,7 +202,9 @@ def recorded_batch_gradients(
         for i, r in enumerate(rows):
             selected[i, : len(r["union"])] = torch.tensor(r["union"], dtype=torch.bool)
         advantages = torch.tensor([r["advantage"] for r in rows])
-        numbers = gradient_decomposition(logp, advantages, valid, selected, params)
+        numbers = gradient_decomposition(
+            logp, advantages, valid, selected, params, aggregation, config.max_completion_length
+        )
         out["batches"].append({"step": step, "rows": len(rows), **numbers})
     out["mean"] = summarise(out["batches"])
     return out

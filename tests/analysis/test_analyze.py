@@ -222,3 +222,30 @@ def test_b1_is_skipped_with_the_reason_and_the_rest_runs(recorded_run, tmp_path,
     assert "no problem_id" in result["gradients"]["skipped"] and result["overlap"]
     code, err = _analyze(run, tmp_path / "c", capsys, "--grad-layers", "0")
     assert code == 2 and "--grad-layers must be >= 1" in err
+
+
+def test_spacy_pipeline_tags_are_mapped_to_tokens(monkeypatch, two_completions):
+    # a stand-in spaCy (not a dependency): whitespace-split words, tagged by their first letter's case
+    import sys
+    import types
+
+    class Tok:
+        def __init__(self, text, idx):
+            self.text, self.idx, self.is_space = text, idx, False
+            self.pos_ = "PROPN" if text[0].isupper() else "NOUN"
+
+    def nlp(text):
+        out, pos = [], 0
+        for word in text.split(" "):
+            if word:
+                out.append(Tok(word, text.index(word, pos)))
+            pos += len(word) + 1
+        return out
+
+    loaded = []
+    fake = types.SimpleNamespace(load=lambda name, disable: loaded.append(name) or nlp)
+    monkeypatch.setitem(sys.modules, "spacy", fake)
+    label = spacy_labeller("en_fake")
+    a = two_completions[0]  # "The first colour was red." -> The | first | colour | was | red.
+    assert loaded == ["en_fake"]
+    assert token_classes(a, label("".join(t.text for t in a))) == ["PROPN", *["NOUN"] * 5]

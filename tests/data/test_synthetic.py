@@ -104,8 +104,9 @@ def test_records_are_valid_video_r1_records(dataset):
     assert validate_dataset(dataset["train_sft"], dataset["root"], kind="sft", sampling=EIGHT).ok
     assert validate_dataset(dataset["test"], dataset["root"], kind="sft", decode=False).ok
     rl, sft = load(dataset["train"]), load(dataset["train_sft"])
-    assert all("process" not in r and "evidence_spans" not in r for r in rl)
-    assert [{k: v for k, v in r.items() if k not in ("process", "evidence_spans")} for r in sft] == rl
+    sft_only = ("process", "evidence_spans", "counterfactual_spans")
+    assert all(k not in r for r in rl for k in sft_only)
+    assert [{k: v for k, v in r.items() if k not in sft_only} for r in sft] == rl
     for record in sft:
         kind = QUESTION_KINDS.get(record["question_kind"])
         assert record["family"] == kind.family and record["options"] == list(kind.options)

@@ -13,15 +13,15 @@ question kind, and belongs to a family by the evidence it needs:
   :mod:`videoktr.data.synthetic_multi`: ``colors`` (static) and ``colors_after`` (temporal).
 
 Each record carries ``family``, ``question_kind``, and for its templated chain of thought ``process`` the
-character spans of its evidence words, ``evidence_spans`` = [{start, end, kind: "visual"|"temporal"}], produced by
-:func:`label_evidence_words` from :data:`EVIDENCE_LEXICON` (the same function labels model completions later).
-The reasoning mixes evidence with low-information filler ("let me think", "hmm, wait", "so the answer is"), so that
-selecting key tokens is meaningful, in 15-35 words.
+character spans of its evidence words twice: ``evidence_spans`` = [{start, end, kind: "visual"|"temporal"}] from
+:data:`EVIDENCE_LEXICON` (:func:`label_evidence_words`, which labels model completions too), and
+``counterfactual_spans`` = [{start, end, label: "order"|"content", slot}] re-derived under counterfactual scenes
+(:mod:`videoktr.data.counterfactual`). The reasoning mixes evidence with low-information filler ("let me think",
+"hmm, wait", "so the answer is"), so that selecting key tokens is meaningful, in 15-35 words.
 
-Output of :func:`make_synthetic` (same seed -> same JSON bytes and same decoded frames):
-``videos/*.mp4``, ``train.json`` (RL records), ``train_sft.json`` (the same records with ``process`` and
-``evidence_spans``), ``test.json`` (with ``process`` and ``evidence_spans`` as ground truth), and
-``synthetic_config.json`` (the arguments, to regenerate).
+Output of :func:`make_synthetic` (same seed -> same JSON bytes and same decoded frames): ``videos/*.mp4``,
+``train.json`` (RL records), ``train_sft.json`` (the same records with the fields of :data:`_SFT_ONLY`),
+``test.json`` (with them, as ground truth), and ``synthetic_config.json`` (the arguments, to regenerate).
 """
 
 from __future__ import annotations
@@ -40,17 +40,9 @@ from videoktr.data.video import write_video
 from videoktr.errors import UserError
 
 __all__ = [
-    "BACKGROUND",
-    "COLORS",
-    "DIRECTIONS",
-    "EVIDENCE_LEXICON",
-    "FILLER_WORDS",
-    "QUESTION_KINDS",
-    "SyntheticConfig",
-    "label_evidence_words",
-    "make_synthetic",
-    "synthetic_corpus",
-]
+    "BACKGROUND", "COLORS", "DIRECTIONS", "EVIDENCE_LEXICON", "FILLER_WORDS", "QUESTION_KINDS",
+    "SyntheticConfig", "label_evidence_words", "make_synthetic", "synthetic_corpus",
+]  # fmt: skip
 
 BACKGROUND = (122, 116, 104)  # OPENAI_CLIP_MEAN * 255, rounded down
 COLORS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 220), "yellow": (230, 210, 30)}
@@ -79,6 +71,7 @@ FILLER_WORDS = frozenset(
     "that means a there in looks it count here total are keeps frame was by and".split()
 )
 _WORD_RE = re.compile(r"[A-Za-z]+|\d+")
+_SFT_ONLY = ("process", "evidence_spans", "counterfactual_spans")  # reasoning + labels: not in train.json
 
 
 def label_evidence_words(text: str) -> list[tuple[int, int, str]]:
@@ -414,6 +407,8 @@ def _make_split(
     answers = {
         k: iter(_balanced_answers(rng, kinds.count(k), QUESTION_KINDS.get(k).n_answers)) for k in cfg.kinds
     }
+    from videoktr.data.counterfactual import counterfactual_spans  # imports this module
+
     records = []
     for index, name in enumerate(kinds):
         kind, answer = QUESTION_KINDS.get(name), next(answers[name])
@@ -438,6 +433,7 @@ def _make_split(
                 "evidence_spans": [
                     {"start": a, "end": b, "kind": k} for a, b, k in label_evidence_words(process)
                 ],
+                "counterfactual_spans": counterfactual_spans(process, name, scene),
             }
         )
     return records
@@ -469,7 +465,7 @@ def make_synthetic(
     root.mkdir(parents=True, exist_ok=True)
     train = _make_split("train", n_train, np.random.default_rng([seed, 0]), cfg, root)
     test = _make_split("test", n_test, np.random.default_rng([seed, 1]), cfg, root)
-    rl_fields = [{k: v for k, v in r.items() if k not in ("process", "evidence_spans")} for r in train]
+    rl_fields = [{k: v for k, v in r.items() if k not in _SFT_ONLY} for r in train]
     config = {"seed": seed, "n_train": n_train, "n_test": n_test, **asdict(cfg)}
     return {
         "root": root,

@@ -51,6 +51,11 @@ def test_demo_writes_results_report_and_plots(demo_dir):
     assert "accuracy\\_after\\_rl" in report and "rl_reward.png" in report
     assert (demo_dir / "rl_reward.png").stat().st_size > 0
     assert (demo_dir / "report.html").is_file()
+    # held-out accuracy during RL (at the start and the end of 2 steps), beside the training reward
+    learning = results["learning"]
+    assert [p["step"] for p in learning["points"]] == [0, 2] and learning["points"][0]["n_items"] == 8
+    assert learning["windows"][0]["steps"] == 2 and learning["completions_per_step"] == 4
+    assert (demo_dir / learning["plot"]).stat().st_size > 0
     # each recorded RL completion carries its per-signal masks
     records = [json.loads(line) for line in (demo_dir / "rl" / "selection.jsonl").read_text().splitlines()]
     assert records and all(r["version"] == 1 for r in records)
@@ -124,6 +129,9 @@ def test_ablate_runs_variants_from_one_sft_checkpoint_and_resumes(tmp_path):
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     assert [(r["variant"], r["seed"]) for r in runs] == [("GRPO", 0), ("V", 0)]
     assert "| GRPO | 1 |" in (out / "ablation.md").read_text()
+    paired = json.loads((out / "ablation.json").read_text())["paired"]
+    assert paired["reference"] == "GRPO" and paired["n_questions"] == 8
+    assert paired["variants"]["V"]["paired_seeds"] == [0] and (out / "ablation.png").stat().st_size > 0
     # rerun: finished (variant, seed) pairs are skipped, not retrained
     assert main(["ablate", "--config", str(config), "--seeds", "1", "--out", str(out)]) == 0
     assert len((out / "runs.jsonl").read_text().splitlines()) == 2
@@ -162,12 +170,12 @@ def test_demo_rl_resumes_after_a_kill_and_equals_the_uninterrupted_run(demo_dir,
                 raise KeyboardInterrupt
 
     shutil.rmtree(rl)
-    monkeypatch.setattr(videoktr.demo, "TimeBudget", lambda seconds: Steps(kill_at=2))
+    monkeypatch.setattr(videoktr.demo, "TimeBudget", lambda seconds, excluded=None: Steps(kill_at=2))
     with pytest.raises(KeyboardInterrupt):
         main(args)
     assert sorted(p.name for p in rl.glob("checkpoint-*")) == ["checkpoint-1"]
     counter = Steps()
-    monkeypatch.setattr(videoktr.demo, "TimeBudget", lambda seconds: counter)
+    monkeypatch.setattr(videoktr.demo, "TimeBudget", lambda seconds, excluded=None: counter)
     assert main(args) == 0
     assert counter.seen == [2, 3]  # resumed from checkpoint-1, not retrained from the start
     resumed = load_file(str(rl / "model.safetensors"))

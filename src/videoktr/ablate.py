@@ -11,6 +11,13 @@ Config::
       - {name: "V", method: ktr, trainer: {ktr_signals: [visual]}}
       - {name: "TW-GRPO binary", method: tw_grpo, rewards: [tw_exact_mc, tw_format]}  # rewards: optional
 
+Then the paired comparison (:mod:`videoktr.analysis.ablation`): every variant's accuracy with a 95% bootstrap
+interval over the held-out questions, and its difference to the reference (the first ``method: grpo`` variant, else
+the first) paired by seed and question, resampling questions (seeds fixed, averaged) and questions and seeds; saved
+to ``OUT/ablation.md``, ``OUT/ablation.json`` (``paired``) and plotted in ``OUT/ablation.png``. Runs with the same
+seed see the same RL prompts in the same order (TRL's sampler is seeded with the run's seed, and every variant uses
+the same generation batch).
+
 With multi-answer kinds (a multi-answer template), the table also gives the mean partial credit (``score``) and
 the paired difference of each variant to the first one, per seed, with a 95% t-interval over seeds.
 """
@@ -54,6 +61,29 @@ def _family_accuracy(summary: dict, family: str) -> float | None:
     return summary["by_category"].get(f"family/{family}")
 
 
+def run_dir_of(out: Path, name: str, seed: int) -> Path:
+    """The directory of one (variant, seed) run: its RL checkpoint and ``predictions.jsonl``."""
+    return out / f"{name.replace(' ', '_').replace('&', 'and')}_seed{seed}"
+
+
+def reference_variant(variants: list[dict]) -> str:
+    """The variant the others are compared to: the first with ``method: grpo``, else the first."""
+    return next((v["name"] for v in variants if v["method"] == "grpo"), variants[0]["name"])
+
+
+def paired_comparison(out: Path, rows: list[dict], variants: list[dict], n_boot: int) -> dict:
+    """The paired summary of the finished runs (their ``predictions.jsonl``) against the reference variant."""
+    from videoktr.analysis.ablation import paired_summary, question_outcomes
+
+    outcomes: dict[str, dict[int, dict]] = {}
+    for v in variants:
+        for row in sorted((r for r in rows if r["variant"] == v["name"]), key=lambda r: r["seed"]):
+            predictions = run_dir_of(out, v["name"], row["seed"]) / "predictions.jsonl"
+            outcomes.setdefault(v["name"], {})[row["seed"]] = question_outcomes(predictions)
+    sft = question_outcomes(out / "predictions_sft.jsonl")
+    return paired_summary(outcomes, sft, reference_variant(variants), n_boot=n_boot)
+
+
 def run_variant(base, variant: dict, seed: int, out: Path, paths, sft_dir: Path) -> dict:
     from videoktr.demo import evaluate_dir, run_rl_stage
 
@@ -64,7 +94,7 @@ def run_variant(base, variant: dict, seed: int, out: Path, paths, sft_dir: Path)
         rewards=list(variant.get("rewards", base.rewards)),
         trainer_overrides={**base.trainer_overrides, **variant.get("trainer", {})},
     )
-    run_dir = out / f"{variant['name'].replace(' ', '_').replace('&', 'and')}_seed{seed}"
+    run_dir = run_dir_of(out, variant["name"], seed)
     trainer, stopped = run_rl_stage(cfg, run_dir, paths, sft_dir)
     summary = evaluate_dir(cfg, run_dir / "rl", paths, run_dir / "predictions.jsonl")
     return {
@@ -155,11 +185,14 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from videoktr.demo import evaluate_dir, make_data, make_model, quiet_libraries, run_sft_stage
+    from videoktr.errors import UserError
     from videoktr.eval.progress import ProgressReport
 
     quiet_libraries()
     console = Console()
     base, variants = _load(args.config)
+    if args.bootstrap < 100:
+        raise UserError(f"--bootstrap {args.bootstrap}: use at least 100 replicates (default 10000)")
     if args.only:
         variants = [v for v in variants if v["name"] in args.only]
     out = Path(args.out)
@@ -193,11 +226,21 @@ def run(args: argparse.Namespace) -> int:
 
     if PROMPT_TEMPLATES.get(base.template).multi_answer:
         text += "\n\n" + partial_credit_tables(rows, [v["name"] for v in variants], sft)
+    from videoktr.analysis.ablation import paired_table, plot_paired
+
+    paired = paired_comparison(out, rows, variants, args.bootstrap)
+    text += (
+        f"\n\nHeld-out accuracy (%, mean over seeds, 95% bootstrap CI over the {paired['n_questions']} questions) and "
+        f"the difference to {paired['reference']} paired by seed and question (points; seeds fixed, and seeds "
+        f"resampled too):\n\n" + paired_table(paired)
+    )
+    plot_paired(paired, out / "ablation.png")
     console.print(text)
     (out / "ablation.md").write_text(
         f"Command: videoktr ablate --config {args.config} --seeds {args.seeds} --out {args.out}\n\n{text}\n"
     )
-    (out / "ablation.json").write_text(json.dumps({"runs": rows, "sft": sft}, indent=2))
+    (out / "ablation.json").write_text(json.dumps({"runs": rows, "sft": sft, "paired": paired}, indent=2))
+    console.print(f"saved: {out / 'ablation.md'}, {out / 'ablation.json'}, {out / 'ablation.png'}")
     return 0
 
 
@@ -210,4 +253,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per variant (mean +- std)")
     parser.add_argument("--out", default="runs/ablate", help="output directory (reruns skip finished runs)")
     parser.add_argument("--only", nargs="*", help="run only these variant names")
+    parser.add_argument(
+        "--bootstrap", type=int, default=10000, help="bootstrap replicates of the paired intervals (>= 100)"
+    )
     parser.set_defaults(func=run)

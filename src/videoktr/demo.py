@@ -29,7 +29,9 @@ class DemoConfig:
     n_train: int = field(
         default=1536, metadata={"help": "Synthetic training records (RL prompts are drawn here)."}
     )
-    n_test: int = field(default=96, metadata={"help": "Held-out synthetic records for evaluation."})
+    n_test: int = field(
+        default=1000, metadata={"help": "Held-out synthetic records for evaluation (~1.3-point binomial SE)."}
+    )
     frames: int = field(default=8, metadata={"help": "Frames per synthetic video (all are sampled)."})
     height: int = field(default=56, metadata={"help": "Frame height (pixels)."})
     width: int = field(default=112, metadata={"help": "Frame width (pixels)."})
@@ -59,6 +61,8 @@ class DemoConfig:
             "help": "RL checkpoint every N steps: a killed run resumes from the newest on rerun (0: none)."
         },
     )
+    rl_eval_every: int = field(default=25, metadata={"help": "Held-out accuracy every N RL steps (0: off)."})
+    rl_eval_items: int = field(default=200, metadata={"help": "Held-out questions used (first N; 0: all)."})
     rl_lr: float = field(default=1e-4, metadata={"help": "RL learning rate."})
     rl_prompts: int = field(default=4, metadata={"help": "Prompts per RL step."})
     num_generations: int = field(default=8, metadata={"help": "Completions per prompt (G)."})
@@ -279,12 +283,16 @@ def run_rl_stage(cfg: DemoConfig, out: Path, paths: dict[str, Path], sft_dir: Pa
     recipe = rl_recipe(cfg, out, paths, sft_dir)
     rl_dir = out / "rl"
     settings = {"recipe": dataclasses.asdict(recipe), "sft": model_fingerprint(sft_dir)}
+    if cfg.rl_eval_every > 0:  # the held-out points are part of the stage's outputs
+        settings["heldout_eval"] = [cfg.rl_eval_every, cfg.rl_eval_items]
     done, resume = prepare_run_dir(rl_dir, settings)
     if done is not None:
         return finished_run(rl_dir, done), done["stopped_early"]
     save_run_files(recipe, rl_dir)
     trainer = build_trainer(recipe)
-    budget = TimeBudget(cfg.rl_seconds)
+    from videoktr.analysis.learning import attach_heldout_eval
+
+    budget = TimeBudget(cfg.rl_seconds, excluded=attach_heldout_eval(trainer, cfg, paths, rl_dir))
     trainer.add_callback(budget)
     quiet_progress(trainer, f"RL ({cfg.method})")
     trainer.train(resume_from_checkpoint=resume)
@@ -394,7 +402,8 @@ def run_demo(cfg: DemoConfig, out: Path, console=None) -> dict[str, Any]:
         "seconds": round(time.time() - start, 1),
     }
     first_reward = f"rewards/{cfg.rewards[0]}/mean"  # "accuracy" by default; tw_soft_mc etc. for TW-GRPO
-    smoothed = moving_average(trainer.state.log_history, ["reward", first_reward], window=10)
+    history = trainer.state.log_history
+    smoothed = moving_average(history, ["reward", first_reward], window=10)
     plots = {
         "rl_reward": plot_curves(
             smoothed,
@@ -408,9 +417,12 @@ def run_demo(cfg: DemoConfig, out: Path, console=None) -> dict[str, Any]:
             "Held-out accuracy",
         ),
     }
+    if cfg.rl_eval_every > 0:  # held-out points beside the training reward: results["learning"], its plot
+        from videoktr.analysis.learning import demo_learning
+
+        results["learning"], plots["learning"] = demo_learning(cfg, out, history, first_reward)
     if any("loss" in entry for entry in sft_log):
         plots["sft_loss"] = plot_curves(sft_log, ["loss"], out / "sft_loss.png", "SFT loss")
-    history = trainer.state.log_history
     keys = [  # absent when every group of the run had zero advantages (all attribution skipped)
         k
         for k in ("ktr/selected_frac/union", "ktr/selected_frac/visual", "ktr/selected_frac/temporal")

@@ -120,3 +120,59 @@ def test_overlap_of_two_empty_selections_is_none():
     st = selection_stats([recs])
     # Jaccard 0 / 0 -> None (the trainer logs 0 here); both_frac 0 / 2 = 0
     assert st["overlap"]["visual_temporal"] is None and st["both_frac"]["visual_temporal"] == 0.0
+
+
+def _shares(values, tol=1e-9):
+    """Fraction of replicate means equal to each value (sorted by value)."""
+    import numpy as np
+
+    values = np.asarray(values)
+    return {round(float(v), 6): float(np.mean(np.abs(values - v) < tol)) for v in np.unique(values.round(6))}
+
+
+def test_paired_bootstrap_replicates_match_the_enumerated_distribution():
+    import numpy as np
+
+    from videoktr.analysis.stats import _bootstrap_replicates
+
+    # one seed, two questions, differences d = (0, 1): resampling 2 of {0, 1} gives means
+    # 0 (both draws d1: 1/4), 0.5 (one of each: 2/4), 1 (both d2: 1/4)
+    reps = _bootstrap_replicates(np.array([[0.0, 1.0]]), 40000, np.random.default_rng(0), False)
+    shares = _shares(reps)
+    assert set(shares) == {0.0, 0.5, 1.0}
+    assert shares[0.0] == pytest.approx(0.25, abs=0.01) and shares[0.5] == pytest.approx(0.5, abs=0.01)
+    # two seeds, one question, differences 0 (seed 0) and 1 (seed 1): seeds fixed -> always their mean 0.5;
+    # seeds resampled -> 0 (1/4), 0.5 (1/2), 1 (1/4) as above
+    fixed = _bootstrap_replicates(np.array([[0.0], [1.0]]), 1000, np.random.default_rng(0), False)
+    assert set(fixed.tolist()) == {0.5}
+    shares = _shares(_bootstrap_replicates(np.array([[0.0], [1.0]]), 40000, np.random.default_rng(0), True))
+    assert shares[0.0] == pytest.approx(0.25, abs=0.01) and shares[1.0] == pytest.approx(0.25, abs=0.01)
+
+
+def test_paired_bootstrap_interval_and_pairing():
+    from videoktr.analysis.stats import paired_bootstrap
+
+    # a - b = (0, 1) per question: mean 0.5; the 2.5% / 97.5% quantiles of {0: 1/4, 0.5: 1/2, 1: 1/4} are 0 and 1
+    out = paired_bootstrap([[1, 1]], [[1, 0]], n_boot=4000)
+    assert out["mean"] == 0.5 and (out["low"], out["high"], out["half_width"]) == (0.0, 1.0, 0.5)
+    assert (out["n_seeds"], out["n_questions"], out["resampled"]) == (1, 2, "questions")
+    # a = b on every question of 2 seeds: each replicate resamples the same questions for both arms, so the paired
+    # interval has zero width although a's own accuracy varies a lot between questions (pairing removes the
+    # difficulty both arms share); a's own interval around 0.5 is wide (10 questions).
+    a = [[1, 0, 1, 0, 1, 1, 0, 0, 1, 0]] * 2
+    same = paired_bootstrap(a, a, n_boot=500)
+    assert (same["mean"], same["low"], same["high"]) == (0.0, 0.0, 0.0)
+    own = paired_bootstrap(a, n_boot=2000)
+    assert own["mean"] == 0.5 and own["low"] < 0.3 and own["high"] > 0.7
+    seeds = paired_bootstrap([[1, 1], [0, 0]], [[0, 0], [0, 0]], n_boot=4000, resample_seeds=True)
+    assert seeds["mean"] == 0.5 and (seeds["low"], seeds["high"]) == (0.0, 1.0)
+    assert seeds["resampled"] == "questions+seeds"
+
+
+def test_paired_bootstrap_refuses_mismatched_shapes():
+    from videoktr.analysis.stats import paired_bootstrap
+
+    with pytest.raises(ValueError, match=r"must both be \(seeds, questions\)"):
+        paired_bootstrap([[1, 0, 1]], [[1, 0]])
+    with pytest.raises(ValueError, match="level=1.5"):
+        paired_bootstrap([[1, 0]], level=1.5)

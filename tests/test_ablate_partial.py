@@ -37,3 +37,35 @@ def test_paired_differences_by_seed():
     assert "| a | 3 | 60.0 +- 10.0 |" in text
     # b - a: accuracy +10 on every seed (std 0), partial credit 0 on every seed
     assert "| b | 3 | +10.0 [+10.0, +10.0] | +0.0 [+0.0, +0.0] |" in text
+
+
+def test_variants_with_one_seed_draw_the_same_prompts_in_the_same_order(tmp_path):
+    """The paired comparison needs it: every variant of the shipped ablation, at the same seed, feeds TRL's
+    RepeatSampler the same arguments, so the RL prompts come in the same order (a different seed changes it)."""
+    import dataclasses
+
+    from trl.trainer.utils import RepeatSampler
+
+    from videoktr.ablate import _load
+    from videoktr.demo import rl_recipe
+    from videoktr.training.recipe import make_config
+
+    base, variants = _load("configs/ablations/synthetic.yaml")
+    paths = {"train": tmp_path / "train.json", "root": tmp_path}
+
+    def order(variant, seed):
+        cfg = dataclasses.replace(
+            base, method=variant["method"], seed=seed,
+            trainer_overrides={**base.trainer_overrides, **variant.get("trainer", {})},
+        )  # fmt: skip
+        args = make_config(rl_recipe(cfg, tmp_path / variant["name"], paths, tmp_path).trainer)
+        sampler = RepeatSampler(
+            data_source=range(1536), mini_repeat_count=args.num_generations,
+            batch_size=args.generation_batch_size // args.num_generations,
+            repeat_count=args.num_iterations * args.steps_per_generation, shuffle=args.shuffle_dataset, seed=args.seed,
+        )  # fmt: skip
+        return list(sampler)[:3200]  # the prompts of 100 steps x 4 prompts x G=8
+
+    first = order(variants[0], 0)
+    assert all(order(v, 0) == first for v in variants[1:])
+    assert order(variants[0], 1) != first

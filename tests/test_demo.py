@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+from html.parser import HTMLParser
 
 import pytest
 import torch
@@ -47,8 +49,21 @@ def test_demo_writes_results_report_and_plots(demo_dir):
     precision = results["attribution_precision"]
     assert {"visual/visual", "temporal/temporal", "entropy/visual", "union/visual"} <= set(precision)
     assert all(0.0 <= p["base_rate"] <= 1.0 for p in precision.values())
+    # the counterfactual attribution block: every signal x label, and every scored completion accounted for
+    records = [json.loads(line) for line in (demo_dir / "rl" / "selection.jsonl").read_text().splitlines()]
+    attribution, labels = results["attribution"], results["attribution_labels"]
+    assert set(attribution) == {"visual", "temporal", "entropy", "union"}
+    for by_label in attribution.values():
+        assert set(by_label) == {"content", "order"}
+        assert all({"auroc", "precision", "base_rate", "lift", "ci"} <= set(e) for e in by_label.values())
+    scored = sum(not r["skipped"] for r in records)
+    assert labels["template"] + labels["off_template"] + labels["ambiguous"] == scored
+    assert labels["kinds"] == ["color", "first_color"]
+    assert set(results["accuracy_intervals"]["after_rl"]) >= {"all", "family/static", "family/temporal"}
     report = (demo_dir / "report.md").read_text()
-    assert "accuracy\\_after\\_rl" in report and "rl_reward.png" in report
+    heads = [line for line in report.splitlines() if line.startswith("## ")]
+    assert heads[:3] == ["## Summary", "## Which tokens each signal selects", "## Plots"]
+    assert "accuracy\\_after\\_rl" not in report and "rl_reward.png" in report  # no flattened key dump
     assert (demo_dir / "rl_reward.png").stat().st_size > 0
     assert (demo_dir / "report.html").is_file()
     # held-out accuracy during RL (at the start and the end of 2 steps), beside the training reward
@@ -57,10 +72,72 @@ def test_demo_writes_results_report_and_plots(demo_dir):
     assert learning["windows"][0]["steps"] == 2 and learning["completions_per_step"] == 4
     assert (demo_dir / learning["plot"]).stat().st_size > 0
     # each recorded RL completion carries its per-signal masks
-    records = [json.loads(line) for line in (demo_dir / "rl" / "selection.jsonl").read_text().splitlines()]
     assert records and all(r["version"] == 1 for r in records)
     first = next(r for r in records if not r["skipped"])
     assert set(first["masks"]) == {"visual", "temporal", "entropy"}
+
+
+# After the page's load event (images decoded or failed), record what the browser rendered into the DOM.
+_PROBE = """<script>window.addEventListener("load", () => {
+  for (const im of document.images) im.dataset.rendered = String(im.complete && im.naturalWidth > 0);
+  for (const t of document.querySelectorAll("table[id]")) t.dataset.height = String(t.offsetHeight);
+  document.body.dataset.loaded = "1";
+});</script>"""
+
+
+class _Dom(HTMLParser):
+    """The elements of a dumped DOM with their attributes, and the text of each heading and table cell."""
+
+    def __init__(self):
+        super().__init__()
+        self.elements, self.texts, self._open = [], [], None
+
+    def handle_starttag(self, tag, attrs):
+        self.elements.append((tag, dict(attrs)))
+        if tag in ("h1", "h2", "td", "th"):
+            self._open = [tag, ""]
+
+    def handle_data(self, data):
+        if self._open:
+            self._open[1] += data
+
+    def handle_endtag(self, tag):
+        if self._open and tag == self._open[0]:
+            self.texts.append(tuple(self._open))
+            self._open = None
+
+
+def test_demo_report_renders_in_a_real_browser(demo_dir, tmp_path):
+    """Chromium (scripts/setup.sh installs it) loads report.html: the summary tables and every plot render."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip(
+            "chromium is not installed and scripts/setup.sh could not install it (needs root + apt-get)"
+        )
+    page = (demo_dir / "report.html").read_text()
+    probe = demo_dir / "report_probe.html"  # next to report.html, so the PNGs resolve the same way
+    probe.write_text(page.replace("</body>", _PROBE + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+             "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()]  # fmt: skip
+    try:
+        done = subprocess.run([chromium, *flags], capture_output=True, text=True, timeout=120)
+    finally:
+        probe.unlink()
+    assert done.returncode == 0, done.stderr[-2000:]
+    dom = _Dom()
+    dom.feed(done.stdout)
+    attrs = {tag: a for tag, a in dom.elements if tag == "body"}
+    assert attrs["body"].get("data-loaded") == "1"  # the load event ran: images settled
+    images = [a for tag, a in dom.elements if tag == "img"]
+    assert len(images) >= 2 and all(a.get("data-rendered") == "true" for a in images), images
+    tables = {a["id"]: a for tag, a in dom.elements if tag == "table" and "id" in a}
+    for name in ("summary-accuracy", "summary-attribution"):
+        assert int(tables[name]["data-height"]) > 0
+    h2 = [text.strip() for tag, text in dom.texts if tag == "h2"]
+    assert h2[0] == "Summary" and h2.index("Plots") < h2.index("Examples")
+    cells = [text for tag, text in dom.texts if tag == "td"]
+    assert "all questions" in cells and "family: temporal" in cells and "visual" in cells
 
 
 def test_demo_rerun_skips_finished_stages(demo_dir):

@@ -4,7 +4,8 @@ Stages (each writes into ``DIR`` and is skipped on rerun when its output exists 
 1. synthetic videos + Video-R1 records (``data/``), 2. tiny Qwen2.5-VL with a locally trained tokenizer (``model/``),
 3. SFT warm start on a small subset, leaving headroom (``sft/``), 4. evaluation of the SFT checkpoint on the held-out
 split, 5. RL with the chosen method (default Video-KTR) from the SFT checkpoint (``rl/``), 6. evaluation again,
-7. attribution precision of each signal against the synthetic ground truth, plots and ``report.md``/``report.html``.
+7. attribution of each signal against the synthetic ground truth (counterfactual word labels: AUROC, precision and
+lift with bootstrap intervals; the word lexicon as a second view), plots and ``report.md``/``report.html``.
 ``results.json`` holds the numbers. Settings: :class:`DemoConfig` (``configs/demo.yaml`` mirrors the defaults).
 """
 
@@ -305,37 +306,13 @@ def run_rl_stage(cfg: DemoConfig, out: Path, paths: dict[str, Path], sft_dir: Pa
     return trainer, budget.stopped_early
 
 
-def attribution(trainer, records_limit: int = 4000) -> tuple[dict[str, Any], list]:
-    """Precision of each signal against the synthetic evidence words, over every recorded RL completion."""
-    from videoktr.analysis.stats import precision_table, selection_stats
-    from videoktr.analysis.tokens import pieces_from_ids, token_records
-    from videoktr.data.synthetic import label_evidence_words
-
-    tokenizer = trainer.processing_class.tokenizer
-    records_list, labels = [], []
-    from videoktr.training.selection import SELECTION_FILE, read_selection_records
+def attribution(trainer, kinds: list[str], records_limit: int = 4000) -> tuple[dict[str, Any], list]:
+    """``videoktr.analysis.attribution.selection_attribution`` of the RL run's ``selection.jsonl``."""
+    from videoktr.analysis.attribution import selection_attribution
+    from videoktr.training.selection import SELECTION_FILE
 
     path = Path(trainer.args.output_dir) / SELECTION_FILE
-    rows = [r for r in read_selection_records(path) if not r["skipped"]] if path.is_file() else []
-    for row in rows[-records_limit:]:
-        pieces = pieces_from_ids(tokenizer, row["completion_ids"])
-        records = token_records(pieces, row["masks"], row["scores"], union=row["union"])
-        records_list.append(records)
-        labels.append(label_evidence_words("".join(pieces)))
-    if not records_list:
-        return {}, []
-    table = precision_table(records_list, labels)
-    keep = {}
-    for signal in ("visual", "temporal", "entropy", "union"):
-        for kind in ("visual", "temporal"):
-            entry = table.get(f"{signal}/{kind}")
-            if entry is not None:
-                keep[f"{signal}/{kind}"] = {
-                    "precision": entry["precision"],
-                    "base_rate": entry["base_rate"],
-                    "n_selected": entry["n_selected"],
-                }
-    return {"precision": keep, "selection": selection_stats(records_list)}, records_list
+    return selection_attribution(path, trainer.processing_class.tokenizer, kinds, records_limit)
 
 
 def moving_average(log_history: list[dict], keys: list[str], window: int) -> list[dict]:
@@ -364,6 +341,7 @@ def run_demo(cfg: DemoConfig, out: Path, console=None) -> dict[str, Any]:
 
     from videoktr.analysis.plots import plot_bars, plot_curves
     from videoktr.analysis.report import write_report
+    from videoktr.analysis.summary import accuracy_intervals, demo_sections
 
     console = console or Console()
     out.mkdir(parents=True, exist_ok=True)
@@ -389,7 +367,7 @@ def run_demo(cfg: DemoConfig, out: Path, console=None) -> dict[str, Any]:
     stage("6/6 evaluate RL checkpoint")
     after = evaluate_dir(cfg, out / "rl", paths, out / "predictions_after_rl.jsonl")
     console.print(f"accuracy after RL: {after['accuracy']:.3f}")
-    attr, records_list = attribution(trainer)
+    attr, records_list = attribution(trainer, list(cfg.kinds))
     results = {
         "method": cfg.method,
         "accuracy_before_rl": before["accuracy"],
@@ -397,6 +375,12 @@ def run_demo(cfg: DemoConfig, out: Path, console=None) -> dict[str, Any]:
         "accuracy_by_category_before_rl": before["by_category"],
         "accuracy_by_category_after_rl": after["by_category"],
         "attribution_precision": attr.get("precision", {}),
+        "attribution": attr.get("table", {}),
+        "attribution_labels": attr.get("labels", {}),
+        "accuracy_intervals": {
+            "before_rl": accuracy_intervals(before),
+            "after_rl": accuracy_intervals(after),
+        },
         "rl_steps_done": trainer.state.global_step,
         "rl_stopped_by_time_budget": stopped_early,
         "seconds": round(time.time() - start, 1),
@@ -433,7 +417,9 @@ def run_demo(cfg: DemoConfig, out: Path, console=None) -> dict[str, Any]:
             trainer.state.log_history, keys, out / "selection.png", "Selected fraction"
         )
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    write_report(out, results, plots, examples(records_list), title=f"videoktr demo ({cfg.method})")
+    summary, appendix = demo_sections(results, before, after)
+    title = f"videoktr demo ({cfg.method})"
+    write_report(out, summary, plots, examples(records_list), title, appendix=appendix)
     console.print_json(
         json.dumps({k: results[k] for k in ("accuracy_before_rl", "accuracy_after_rl", "seconds")})
     )

@@ -1,8 +1,8 @@
 """Write an experiment report as ``report.md`` and ``report.html`` (same content) in one directory.
 
-The report has a results table (nested dicts flattened to "a/b/c" metric names), the plots (PNG files copied next
-to the reports when they live elsewhere, linked by file name) and highlighted examples. ``report.html`` needs no
-file other than those PNGs.
+The report opens with its summary sections (a heading, a few paragraphs, small tables: :class:`Section`), then the
+plots (PNG files copied next to the reports when they live elsewhere, linked by file name), then highlighted
+examples, then any appendix sections. ``report.html`` needs no file other than those PNGs.
 """
 
 from __future__ import annotations
@@ -10,32 +10,42 @@ from __future__ import annotations
 import html
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from videoktr.analysis.highlight import HIGHLIGHT_CSS, escape_markdown
 from videoktr.errors import UserError
 
-__all__ = ["flatten_dict", "format_value", "markdown_table", "html_table", "write_report"]
+__all__ = ["Section", "Table", "format_value", "markdown_table", "html_table", "write_report"]
 
 _REPORT_CSS = """
 body { font-family: system-ui, sans-serif; max-width: 60em; margin: 2em auto; padding: 0 1em; }
 table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; } img { max-width: 100%; }
+caption { text-align: left; font-weight: bold; padding: 0.3em 0; }
 pre.vktr-md { white-space: pre-wrap; background: #f6f6f6; padding: 0.6em; }
 """
 
 
-def flatten_dict(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1, "c": {"d": 2}}} -> {"a/b": 1, "a/c/d": 2} (insertion order kept; empty dicts dropped)."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}/{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
-            out.update(flatten_dict(value, name))
-        else:
-            out[name] = value
-    return out
+@dataclass
+class Table:
+    """A small table: ``headers`` (C,), ``rows`` (R, C) of cells (``format_value``); ``caption`` shown above it;
+    ``id`` names the HTML ``<table>`` (for links and tests)."""
+
+    headers: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+    caption: str = ""
+    id: str = ""
+
+
+@dataclass
+class Section:
+    """A report section: ``heading``, plain-text ``paragraphs`` (escaped in both formats), then ``tables``."""
+
+    heading: str
+    paragraphs: Sequence[str] = field(default_factory=list)
+    tables: Sequence[Table] = field(default_factory=list)
 
 
 def format_value(value: Any) -> str:
@@ -65,8 +75,8 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines)
 
 
-def html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """HTML ``<table>`` with the same cells as ``markdown_table`` (numbers right-aligned)."""
+def html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], caption: str = "", id: str = "") -> str:
+    """HTML ``<table>`` with the same cells as ``markdown_table`` (numbers right-aligned), optional caption/id."""
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
     body = []
     for row in rows:
@@ -75,7 +85,9 @@ def html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
             num = isinstance(v, int | float) and not isinstance(v, bool)
             cells.append(f"<td{' class=num' if num else ''}>{html.escape(format_value(v))}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    ident = f' id="{html.escape(id)}"' if id else ""
+    return f"<table{ident}>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def _place_plots(out_dir: Path, plots: Mapping[str, str | Path]) -> dict[str, str]:
@@ -109,20 +121,44 @@ def _example_parts(example: str | Mapping[str, str], i: int) -> tuple[str, str]:
     return example, f'<pre class="vktr-md">{html.escape(example)}</pre>'
 
 
-def _markdown(title: str, rows: list[tuple[str, Any]], plots: dict[str, str], examples: list[str]) -> str:
-    parts = [f"# {escape_markdown(title)}", "## Results", markdown_table(["metric", "value"], rows)]
+def _md_section(section: Section) -> list[str]:
+    parts = [f"## {escape_markdown(section.heading)}", *(escape_markdown(p) for p in section.paragraphs)]
+    for table in section.tables:
+        if table.caption:
+            parts.append(f"**{escape_markdown(table.caption)}**")
+        parts.append(markdown_table(table.headers, table.rows))
+    return parts
+
+
+def _html_section(section: Section) -> list[str]:
+    parts = [
+        f"<h2>{html.escape(section.heading)}</h2>",
+        *(f"<p>{html.escape(p)}</p>" for p in section.paragraphs),
+    ]
+    parts += [html_table(t.headers, t.rows, t.caption, t.id) for t in section.tables]
+    return parts
+
+
+def _markdown(title, sections, plots, examples, appendix) -> str:
+    parts = [f"# {escape_markdown(title)}"]
+    for section in sections:
+        parts += _md_section(section)
     if plots:
         parts.append("## Plots")
         for name, rel in plots.items():
             parts += [f"### {escape_markdown(name)}", f"![{escape_markdown(name)}](<{rel}>)"]
     if examples:
         parts += ["## Examples", *examples]
+    for section in appendix:
+        parts += _md_section(section)
     return "\n\n".join(parts) + "\n"
 
 
-def _html(title: str, rows: list[tuple[str, Any]], plots: dict[str, str], examples: list[str]) -> str:
+def _html(title, sections, plots, examples, appendix) -> str:
     t = html.escape(title)
-    parts = [f"<h1>{t}</h1>", "<h2>Results</h2>", html_table(["metric", "value"], rows)]
+    parts = [f"<h1>{t}</h1>"]
+    for section in sections:
+        parts += _html_section(section)
     if plots:
         parts.append("<h2>Plots</h2>")
         for name, rel in plots.items():
@@ -132,6 +168,8 @@ def _html(title: str, rows: list[tuple[str, Any]], plots: dict[str, str], exampl
             ]
     if examples:
         parts += ["<h2>Examples</h2>", *examples]
+    for section in appendix:
+        parts += _html_section(section)
     body = "\n".join(parts)
     return (
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{t}</title>'
@@ -141,14 +179,15 @@ def _html(title: str, rows: list[tuple[str, Any]], plots: dict[str, str], exampl
 
 def write_report(
     out_dir: str | Path,
-    results: Mapping[str, Any],
+    sections: Sequence[Section],
     plots: Mapping[str, str | Path],
     examples_html_or_md: Sequence[str | Mapping[str, str]],
     title: str,
+    appendix: Sequence[Section] = (),
 ) -> Path:
     """Write ``out_dir/report.md`` and ``out_dir/report.html``; returns the path of ``report.md``.
 
-    results: nested dict of metrics; flattened to one "metric | value" table ("ktr/selected_frac/visual").
+    Order: ``title``, ``sections`` (the summary), plots, examples, ``appendix`` (details).
     plots: name -> PNG path; PNGs outside ``out_dir`` are copied into it (a different file of the same name there
         is an error), both reports link them by relative path.
     examples_html_or_md: each either {"md": ..., "html": ...} (``highlight.render_example``) used per format, or a
@@ -156,12 +195,16 @@ def write_report(
         reports; any other string is Markdown, verbatim in report.md and shown as escaped text (``<pre>``) in
         report.html (no Markdown renderer is used).
     """
+    for section in [*sections, *appendix]:
+        if not isinstance(section, Section):
+            raise TypeError(f"report sections must be Section objects, got {type(section).__name__}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = list(flatten_dict(results).items())
     placed = _place_plots(out, plots)
     parts = [_example_parts(e, i) for i, e in enumerate(examples_html_or_md)]
+    md = _markdown(title, sections, placed, [m for m, _ in parts], appendix)
     md_path = out / "report.md"
-    md_path.write_text(_markdown(title, rows, placed, [md for md, _ in parts]), encoding="utf-8")
-    (out / "report.html").write_text(_html(title, rows, placed, [h for _, h in parts]), encoding="utf-8")
+    md_path.write_text(md, encoding="utf-8")
+    page = _html(title, sections, placed, [h for _, h in parts], appendix)
+    (out / "report.html").write_text(page, encoding="utf-8")
     return md_path

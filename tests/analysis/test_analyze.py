@@ -249,3 +249,31 @@ def test_spacy_pipeline_tags_are_mapped_to_tokens(monkeypatch, two_completions):
     a = two_completions[0]  # "The first colour was red." -> The | first | colour | was | red.
     assert loaded == ["en_fake"]
     assert token_classes(a, label("".join(t.text for t in a))) == ["PROPN", *["NOUN"] * 5]
+
+
+def test_counterfactual_classes_follow_the_generators_own_labels(recorded_run):
+    # runs once the counterfactual labels exist (issue 16 item 1); the generator's reasoning texts follow its
+    # templates, so each word's class must be the label the generator wrote for it
+    pytest.importorskip("videoktr.data.counterfactual")
+    import re
+
+    from videoktr.analysis.word_classes import counterfactual_classes
+    from videoktr.data.schema import load_records
+    from videoktr.training.recipe import read_yaml
+
+    data = load_records(read_yaml(recorded_run / "recipe.yaml")["data"]["train"])
+    kinds = sorted({r["question_kind"] for r in data})
+    records_list, expected = [], []
+    for r in data:
+        pieces = re.findall(r"\s*\S+", r["process"])  # a token per word, with its leading whitespace
+        records_list.append(token_records(pieces, {"visual": [False] * len(pieces)}))
+        labels = []
+        for rec in records_list[-1]:
+            hit = [
+                s["label"] for s in r["counterfactual_spans"] if s["start"] < rec.end and rec.start < s["end"]
+            ]
+            labels.append("order" if "order" in hit else "content" if hit else "filler")
+        expected.append(labels)
+    classes, status = counterfactual_classes(records_list, kinds)
+    assert status["template"] == len(data)
+    assert classes == expected and any("content" in c or "order" in c for c in classes)

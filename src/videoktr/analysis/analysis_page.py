@@ -109,8 +109,11 @@ def write_figures(result: dict[str, Any], out: Path) -> dict[str, str]:
     for name, part in result["word_classes"].items():
         if "all" not in part:
             continue
-        file = "word_classes.png" if name == "synthetic" or "word_classes" not in figures else None
-        file = file or f"word_classes_{name.replace(':', '_')}.png"
+        file = (
+            "word_classes.png"
+            if "word_classes" not in figures
+            else f"word_classes_{name.replace(':', '_')}.png"
+        )
         plot_word_classes(part, f"Word classes of the selected tokens\n{part['labeller']}", out / file)
         figures[f"word_classes/{name}"] = file
         figures.setdefault("word_classes", file)

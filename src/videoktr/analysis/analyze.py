@@ -176,25 +176,35 @@ def position_histograms(records_list, signals: list[str], bins: int = 10) -> dic
     return out
 
 
-def is_synthetic_run(run_dir: Path) -> bool:
-    """Whether the run trained on the synthetic suite (every training record has ``data_source: synthetic``)."""
+def synthetic_kinds(run_dir: Path) -> list[str] | None:
+    """The question kinds of a run trained on the synthetic suite (every training record has ``data_source:
+    synthetic``), else None."""
     from videoktr.data.schema import load_records
     from videoktr.training.recipe import read_yaml
 
     recipe = run_dir / "recipe.yaml"
     if not recipe.is_file():
-        return False
+        return None
     train = (read_yaml(recipe).get("data") or {}).get("train")
     if not train or not Path(train).is_file():
-        return False
-    return all(r.get("data_source") == "synthetic" for r in load_records(train))
+        return None
+    records = load_records(train)
+    if not all(r.get("data_source") == "synthetic" for r in records):
+        return None
+    return sorted({r["question_kind"] for r in records if r.get("question_kind")})
 
 
-def word_class_section(records_list, signals: list[str], synthetic: bool, spacy_model: str) -> dict[str, Any]:
-    """Shares per labeller: ``synthetic`` (on the synthetic suite) and ``spacy:<pipeline>`` (or why it is missing)."""
+def word_class_section(
+    records_list, signals: list[str], kinds: list[str] | None, spacy_model: str
+) -> dict[str, Any]:
+    """Shares per labeller: on the synthetic suite (``kinds``: its question kinds) ``counterfactual`` (when the
+    generator's counterfactual labels exist) and ``synthetic`` (its lexicon); ``spacy:<pipeline>`` (or why it is
+    missing)."""
     from videoktr.analysis.word_classes import (
         PipelineMissing,
         class_shares,
+        counterfactual_available,
+        counterfactual_classes,
         spacy_labeller,
         synthetic_labeller,
         token_classes,
@@ -206,7 +216,14 @@ def word_class_section(records_list, signals: list[str], synthetic: bool, spacy_
         return class_shares(records_list, classes, signals)
 
     out: dict[str, Any] = {}
-    if synthetic:
+    if kinds is not None and counterfactual_available():
+        classes, status = counterfactual_classes(records_list, kinds)
+        out["counterfactual"] = {
+            "labeller": "counterfactual labels of the synthetic generator (videoktr.data.counterfactual)",
+            "status": status,
+            **class_shares(records_list, classes, signals),
+        }
+    if kinds is not None:
         out["synthetic"] = {
             "labeller": "synthetic generator lexicon (videoktr.data.synthetic)",
             **shares(synthetic_labeller()),
@@ -275,7 +292,7 @@ def analyse(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict], list]
         "steps": sorted({r["step"] for r in rows}),
         "selected_frac": stats["selected_frac"],
         "word_classes": word_class_section(
-            records_list, signals, is_synthetic_run(args.run_dir), args.spacy_model
+            records_list, signals, synthetic_kinds(args.run_dir), args.spacy_model
         ),
         "overlap": overlap_regions(records_list, signals),
         "top_words": stats["top_words"],

@@ -5,10 +5,13 @@ class of the first span that overlaps its characters; a token that overlaps no s
 punctuation and tags such as ``<think>`` for the lexicon; whitespace for spaCy, which tags punctuation itself).
 
 Labellers (registry ``LABELLERS``):
-- ``synthetic``: the synthetic generator's own word classes. Today this is the generator's lexicon
-  (``videoktr.data.synthetic.EVIDENCE_LEXICON``: ``visual``, ``temporal``; ``FILLER_WORDS``: ``filler``; any other
-  word: ``other``). Seam: counterfactual token labels (``content`` / ``order`` / ``filler``, issue 16 item 1) plug
-  in here as another labeller of the same signature once the generator derives them.
+- ``synthetic``: the synthetic generator's lexicon (``videoktr.data.synthetic.EVIDENCE_LEXICON``: ``visual``,
+  ``temporal``; ``FILLER_WORDS``: ``filler``; any other word: ``other``).
+- ``counterfactual`` (:func:`counterfactual_classes`, when ``videoktr.data.counterfactual`` exists): the
+  generator's own reasons for each word (issue 16 item 1): ``order`` (changes when only the frame order changes),
+  ``content`` (changes with the colours/objects only), ``filler`` (every other token); a completion that does not
+  follow a template of the run's question kinds is ``unlabelled`` (all its tokens), and the status counts say how
+  many.
 - ``spacy``: coarse part-of-speech tags (``NOUN``, ``VERB``, ``ADJ``...) of a spaCy pipeline. spaCy is not a
   dependency: :func:`spacy_labeller` raises :class:`PipelineMissing` naming the pipeline and its install command.
 """
@@ -28,6 +31,8 @@ __all__ = [
     "spacy_labeller",
     "token_classes",
     "class_shares",
+    "counterfactual_available",
+    "counterfactual_classes",
 ]
 
 NO_WORD = "no-word"
@@ -113,3 +118,29 @@ def class_shares(
         counts = dict(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))
         out[name] = {"n": n, "counts": counts, "shares": {k: v / n for k, v in counts.items()} if n else {}}
     return out
+
+
+def counterfactual_available() -> bool:
+    """Whether the counterfactual labels of the synthetic generator (``videoktr.data.counterfactual``) exist."""
+    import importlib.util
+
+    return importlib.util.find_spec("videoktr.data.counterfactual") is not None
+
+
+def counterfactual_classes(
+    records_list: Sequence[Sequence[TokenRecord]], kinds: Sequence[str]
+) -> tuple[list[list[str]], dict[str, int]]:
+    """(per completion (T,) ``order`` / ``content`` / ``filler`` / ``unlabelled``, count of each labelling status)
+    of completions of a run trained on the synthetic question ``kinds``."""
+    from videoktr.analysis.attribution import token_labels
+    from videoktr.data.counterfactual import label_completions
+
+    texts = ["".join(rec.text for rec in records) for records in records_list]
+    labelled, counts = label_completions(texts, list(kinds))
+    classes = [
+        token_labels(records, lt.spans, ("order", "content"))
+        if lt.labelled
+        else ["unlabelled"] * len(records)
+        for records, lt in zip(records_list, labelled, strict=True)
+    ]
+    return classes, counts

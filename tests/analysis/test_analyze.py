@@ -261,7 +261,8 @@ def test_counterfactual_classes_follow_the_generators_own_labels(recorded_run):
     from videoktr.data.schema import load_records
     from videoktr.training.recipe import read_yaml
 
-    data = load_records(read_yaml(recorded_run / "recipe.yaml")["data"]["train"])
+    train = read_yaml(recorded_run / "recipe.yaml")["data"]["train"]
+    data = load_records(str(train).replace("train.json", "train_sft.json"))  # the records with their reasoning
     kinds = sorted({r["question_kind"] for r in data})
     records_list, expected = [], []
     for r in data:

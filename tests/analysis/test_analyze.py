@@ -72,6 +72,21 @@ def test_synthetic_word_class_shares_by_hand(two_completions):
     assert shares["union"]["n"] == 5
 
 
+def test_labelled_shares_leave_unlabelled_tokens_out(two_completions):
+    # completion B is unlabelled: among the selected labelled tokens (A's) temporal selected "first" (order) and
+    # "red" (content)
+    classes = [["filler", "order", "filler", "filler", "content", "filler"], ["unlabelled"] * 4]
+    shares = class_shares(two_completions, classes, SIGNALS, unlabelled="unlabelled")
+    assert shares["temporal"]["shares"] == pytest.approx(
+        {"unlabelled": 1 / 3, "order": 1 / 3, "content": 1 / 3}
+    )
+    assert shares["temporal"]["labelled_shares"] == {"order": 0.5, "content": 0.5}
+    assert shares["all"]["labelled_shares"] == pytest.approx(
+        {"filler": 4 / 6, "order": 1 / 6, "content": 1 / 6}
+    )
+    assert "labelled_shares" not in class_shares(two_completions, classes, SIGNALS)["all"]
+
+
 def test_top_words_by_hand(two_completions):
     top = selection_stats(two_completions)["top_words"]
     assert top["visual"] == [("B", 1), ("red", 1)]
@@ -252,9 +267,7 @@ def test_spacy_pipeline_tags_are_mapped_to_tokens(monkeypatch, two_completions):
 
 
 def test_counterfactual_classes_follow_the_generators_own_labels(recorded_run):
-    # runs once the counterfactual labels exist (issue 16 item 1); the generator's reasoning texts follow its
-    # templates, so each word's class must be the label the generator wrote for it
-    pytest.importorskip("videoktr.data.counterfactual")
+    # the generator's reasoning texts follow its templates, so each word's class is the label the generator wrote
     import re
 
     from videoktr.analysis.word_classes import counterfactual_classes
@@ -262,7 +275,9 @@ def test_counterfactual_classes_follow_the_generators_own_labels(recorded_run):
     from videoktr.training.recipe import read_yaml
 
     train = read_yaml(recorded_run / "recipe.yaml")["data"]["train"]
-    data = load_records(str(train).replace("train.json", "train_sft.json"))  # the records with their reasoning
+    data = load_records(
+        str(train).replace("train.json", "train_sft.json")
+    )  # the records with their reasoning
     kinds = sorted({r["question_kind"] for r in data})
     records_list, expected = [], []
     for r in data:

@@ -175,6 +175,9 @@ def _numbers_html(result: dict[str, Any]) -> str:
         classes = list(part["all"]["counts"])
         rows = [[c, *[part[n]["shares"].get(c, 0.0) for n in columns]] for c in classes]
         parts.append(f"<h3>Word classes: {html.escape(part['labeller'])}</h3>")
+        if "status" in part:
+            status = ", ".join(f"{k} {v}" for k, v in part["status"].items())
+            parts.append(f"<p>Completions per labelling status: {html.escape(status)}.</p>")
         parts.append(_table(["class", *[f"{n} (n={part[n]['n']})" for n in columns]], rows))
     parts.append("<h3>Overlap of the signals (tokens per region)</h3>")
     parts.append(_table(["region", "tokens"], [[k, v] for k, v in result["overlap"].items()]))

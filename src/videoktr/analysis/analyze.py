@@ -197,13 +197,12 @@ def synthetic_kinds(run_dir: Path) -> list[str] | None:
 def word_class_section(
     records_list, signals: list[str], kinds: list[str] | None, spacy_model: str
 ) -> dict[str, Any]:
-    """Shares per labeller: on the synthetic suite (``kinds``: its question kinds) ``counterfactual`` (when the
-    generator's counterfactual labels exist) and ``synthetic`` (its lexicon); ``spacy:<pipeline>`` (or why it is
+    """Shares per labeller: on the synthetic suite (``kinds``: its question kinds) ``counterfactual`` (the
+    generator's counterfactual labels) and ``synthetic`` (its lexicon); ``spacy:<pipeline>`` (or why it is
     missing)."""
     from videoktr.analysis.word_classes import (
         PipelineMissing,
         class_shares,
-        counterfactual_available,
         counterfactual_classes,
         spacy_labeller,
         synthetic_labeller,
@@ -216,12 +215,12 @@ def word_class_section(
         return class_shares(records_list, classes, signals)
 
     out: dict[str, Any] = {}
-    if kinds is not None and counterfactual_available():
+    if kinds is not None:
         classes, status = counterfactual_classes(records_list, kinds)
         out["counterfactual"] = {
             "labeller": "counterfactual labels of the synthetic generator (videoktr.data.counterfactual)",
             "status": status,
-            **class_shares(records_list, classes, signals),
+            **class_shares(records_list, classes, signals, unlabelled="unlabelled"),
         }
     if kinds is not None:
         out["synthetic"] = {

@@ -4,14 +4,13 @@ A *labeller* maps a completion text to ``(start, end, class)`` character spans c
 class of the first span that overlaps its characters; a token that overlaps no span gets ``NO_WORD`` (whitespace,
 punctuation and tags such as ``<think>`` for the lexicon; whitespace for spaCy, which tags punctuation itself).
 
-Labellers (registry ``LABELLERS``):
+Word classes:
 - ``synthetic``: the synthetic generator's lexicon (``videoktr.data.synthetic.EVIDENCE_LEXICON``: ``visual``,
   ``temporal``; ``FILLER_WORDS``: ``filler``; any other word: ``other``).
-- ``counterfactual`` (:func:`counterfactual_classes`, when ``videoktr.data.counterfactual`` exists): the
-  generator's own reasons for each word (issue 16 item 1): ``order`` (changes when only the frame order changes),
-  ``content`` (changes with the colours/objects only), ``filler`` (every other token); a completion that does not
-  follow a template of the run's question kinds is ``unlabelled`` (all its tokens), and the status counts say how
-  many.
+- ``counterfactual`` (:func:`counterfactual_classes`, from ``videoktr.data.counterfactual``; issue 16 item 1): the
+  generator's own reason for each word: ``order`` (changes when only the frame order changes), ``content``
+  (changes with the colours/objects only), ``filler`` (every other token); every token of a completion that follows
+  no template of the run's question kinds is ``unlabelled``, and the status counts say how many there are.
 - ``spacy``: coarse part-of-speech tags (``NOUN``, ``VERB``, ``ADJ``...) of a spaCy pipeline. spaCy is not a
   dependency: :func:`spacy_labeller` raises :class:`PipelineMissing` naming the pipeline and its install command.
 """
@@ -31,7 +30,6 @@ __all__ = [
     "spacy_labeller",
     "token_classes",
     "class_shares",
-    "counterfactual_available",
     "counterfactual_classes",
 ]
 
@@ -100,9 +98,11 @@ def class_shares(
     records_list: Sequence[Sequence[TokenRecord]],
     classes_list: Sequence[Sequence[str]],
     signals: Sequence[str],
+    unlabelled: str | None = None,
 ) -> dict[str, dict]:
     """Per signal (and ``union``, ``all`` = every token): ``{"n": selected tokens, "counts": {class: n},
-    "shares": {class: n / selected}}``; ``shares`` is ``{}`` when nothing was selected."""
+    "shares": {class: n / selected}}``; ``shares`` is ``{}`` when nothing was selected. With ``unlabelled`` (a
+    class name) also ``labelled_shares``: the shares among the selected tokens of every other class."""
     counters: dict[str, Counter] = {name: Counter() for name in [*signals, "union", "all"]}
     for records, classes in zip(records_list, classes_list, strict=True):
         for rec, cls in zip(records, classes, strict=True):
@@ -117,14 +117,11 @@ def class_shares(
         n = sum(counter.values())
         counts = dict(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))
         out[name] = {"n": n, "counts": counts, "shares": {k: v / n for k, v in counts.items()} if n else {}}
+        if unlabelled is not None:
+            known = {k: v for k, v in counts.items() if k != unlabelled}
+            total = sum(known.values())
+            out[name]["labelled_shares"] = {k: v / total for k, v in known.items()} if total else {}
     return out
-
-
-def counterfactual_available() -> bool:
-    """Whether the counterfactual labels of the synthetic generator (``videoktr.data.counterfactual``) exist."""
-    import importlib.util
-
-    return importlib.util.find_spec("videoktr.data.counterfactual") is not None
 
 
 def counterfactual_classes(

@@ -22,6 +22,7 @@ at the video token positions, which the model adapter does (``videoktr.models.qw
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 
@@ -123,24 +124,30 @@ def segment_shuffle_permutation(
     return torch.cat([segments[i] for i in order.tolist()])
 
 
-def _temporal(perm_fn: Callable[..., torch.Tensor | None]) -> Perturbation:
-    def apply(
-        features: Features, grid_thw: torch.Tensor, merge_size: int, generator: torch.Generator, **options
-    ) -> tuple[torch.Tensor | None, ...]:
-        shapes = _check_features(features, grid_thw, merge_size)
-        out: list[torch.Tensor | None] = []
-        for feat, (t, _) in zip(features, shapes):
-            perm = perm_fn(t, generator, **options)
-            out.append(None if perm is None else permute_temporal_patches(feat, t, perm))
-        return tuple(out)
+def _apply_temporal(
+    perm_fn: Callable[..., torch.Tensor | None],
+    features: Features,
+    grid_thw: torch.Tensor,
+    merge_size: int,
+    generator: torch.Generator,
+    **options,
+) -> tuple[torch.Tensor | None, ...]:
+    """Apply ``perm_fn`` to the temporal patches of every video (None when t == 1).
 
-    apply.__doc__ = f"Apply ``{perm_fn.__name__}`` to the temporal patches of every video (None when t == 1)."
-    return apply
+    A module-level function bound with ``functools.partial`` rather than a closure made at import time, so that
+    mutation testing (docs/testing.md) can reach its body.
+    """
+    shapes = _check_features(features, grid_thw, merge_size)
+    out: list[torch.Tensor | None] = []
+    for feat, (t, _) in zip(features, shapes):
+        perm = perm_fn(t, generator, **options)
+        out.append(None if perm is None else permute_temporal_patches(feat, t, perm))
+    return tuple(out)
 
 
-TEMPORAL_PERTURBATIONS.add("shuffle", _temporal(shuffle_permutation))
-TEMPORAL_PERTURBATIONS.add("reverse", _temporal(reverse_permutation))
-TEMPORAL_PERTURBATIONS.add("segment_shuffle", _temporal(segment_shuffle_permutation))
+TEMPORAL_PERTURBATIONS.add("shuffle", partial(_apply_temporal, shuffle_permutation))
+TEMPORAL_PERTURBATIONS.add("reverse", partial(_apply_temporal, reverse_permutation))
+TEMPORAL_PERTURBATIONS.add("segment_shuffle", partial(_apply_temporal, segment_shuffle_permutation))
 
 
 @VISUAL_PERTURBATIONS.register("zero")

@@ -5,7 +5,9 @@
 # Each module runs in a scratch copy under .mutmut/<module>/ (src/ and tests/ are symlinks to this tree, the
 # pyproject.toml is this one plus the module's only_mutate and test selection), so results are kept per module and
 # a rerun only retests what changed. Survivors: `cd .mutmut/<module> && mutmut results`, `mutmut show <name>`.
-# Env: MUTMUT_CHILDREN (parallel workers, default 2), PYTHON (default .venv/bin/python, else /work/main's venv).
+# Env: MUTMUT_CHILDREN (parallel workers, default 2), PYTHON (default .venv/bin/python, else /work/main's venv),
+# RETEST=1: rerun only the mutants that survived the last run (mutmut keeps earlier verdicts otherwise), e.g. after
+# adding tests that should kill them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -19,14 +21,14 @@ PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 # module -> files to mutate (fnmatch patterns, relative to the scratch dir) | the tests that judge them | tests for
 # the mutants mutmut finds no test for (its coverage misses code run in subprocesses, e.g. the gloo workers of
 # tests/core/test_selection_distributed.py): each such mutant is rerun against them with MUTANT_UNDER_TEST set.
-# training: only the pure-python modules; the trainer's forward/loss wiring is judged by tests/training's
-# tiny-model runs, far too slow to repeat per mutant on 2 cores.
+# training: only config.py (options, defaults, validation); the trainer and its mixins (selection.py, bonuses.py,
+# rollout.py) are judged by tests/training's tiny-model runs, far too slow to repeat per mutant on 2 cores.
 spec() {
   case "$1" in
     core)         echo 'src/videoktr/core/*.py|tests/core|tests/core/test_selection_distributed.py' ;;
     rewards)      echo 'src/videoktr/rewards/*.py|tests/rewards' ;;
     eval/scoring) echo 'src/videoktr/eval/scoring.py src/videoktr/eval/scorers/*.py|tests/eval/test_scoring.py tests/eval/test_scorers.py' ;;
-    training)     echo 'src/videoktr/training/selection.py src/videoktr/training/bonuses.py src/videoktr/training/config.py|tests/training/test_config.py tests/training/test_selection_rows.py tests/training/test_plumbing.py' ;;
+    training)     echo 'src/videoktr/training/config.py|tests/training/test_config.py tests/training/test_recipe.py' ;;
     *) echo "unknown module '$1'; choose from: core rewards eval/scoring training" >&2; return 2 ;;
   esac
 }
@@ -53,7 +55,12 @@ open(dst, "w").write(text)
 EOF
   echo "== $module: mutating [$mutate] against [$tests] in $work"
   start=$(date +%s)
-  (cd "$work" && "$PYTHON" -m mutmut run --max-children "${MUTMUT_CHILDREN:-2}") || true
+  names=()
+  if [ "${RETEST:-0}" = 1 ]; then
+    mapfile -t names < <(cd "$work" && "$PYTHON" -m mutmut results 2>/dev/null | awk -F: '/: survived$/ {gsub(/ /, "", $1); print $1}')
+    echo "== $module: retesting ${#names[@]} survivors"
+  fi
+  (cd "$work" && "$PYTHON" -m mutmut run --max-children "${MUTMUT_CHILDREN:-2}" "${names[@]}") || true
   results=$(cd "$work" && "$PYTHON" -m mutmut results 2>/dev/null || true)
   if [ -n "${fallback:-}" ]; then
     for name in $(awk -F: '/: no tests$/ {gsub(/ /, "", $1); print $1}' <<<"$results"); do

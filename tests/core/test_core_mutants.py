@@ -478,9 +478,13 @@ def test_policy_loss_kl_with_beta_one_and_padding():
     assert m["loss/kl"] == pytest.approx(k3, abs=1e-6) and loss.item() == pytest.approx(k3, abs=1e-6)
 
 
-def test_policy_loss_keeps_the_logp_dtype_with_float64_weights():
+def test_policy_loss_keeps_the_logp_dtype_with_float64_mask_or_weights():
     logp = torch.zeros(1, 2, requires_grad=True)
     loss, _ = policy_loss(
         logp, None, torch.tensor([1.0]), torch.ones(1, 2), token_weights=torch.ones(1, 2, dtype=torch.float64)
+    )
+    assert loss.dtype == torch.float32
+    loss, _ = policy_loss(
+        logp, None, torch.tensor([1.0]), torch.ones(1, 2), token_mask=torch.ones(1, 2, dtype=torch.float64)
     )
     assert loss.dtype == torch.float32

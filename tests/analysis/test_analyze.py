@@ -293,3 +293,43 @@ def test_counterfactual_classes_follow_the_generators_own_labels(recorded_run):
     classes, status = counterfactual_classes(records_list, kinds)
     assert status["template"] == len(data)
     assert classes == expected and any("content" in c or "order" in c for c in classes)
+
+
+_PROBE = """<script>
+function probe(step, signal) {
+  document.getElementById('step').value = step;
+  document.getElementById('step').dispatchEvent(new Event('change'));
+  document.getElementById('signal').value = signal;
+  document.getElementById('signal').dispatchEvent(new Event('change'));
+  var shown = Array.from(document.querySelectorAll('section.step'))
+    .filter(function (s) { return getComputedStyle(s).display !== 'none'; }).map(function (s) { return s.dataset.step; });
+  var bg = function (sel) { var t = document.querySelector(sel); return t ? getComputedStyle(t).backgroundColor : ''; };
+  return [shown.join(' '), bg('#examples .tok.visual'), bg('#examples .tok.entropy:not(.visual)')].join('|');
+}
+document.body.dataset.initial = probe(document.getElementById('step').value, 'all');
+document.body.dataset.visual = probe('1', 'visual');
+</script>"""
+
+
+def test_html_step_and_signal_selectors_work_in_a_browser(analysed, tmp_path):
+    import re
+    import shutil
+    import subprocess
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (scripts/setup.sh installs it with apt-get as root)")
+    out, _, _ = analysed
+    probe = out / "probe.html"
+    probe.write_text((out / "analysis.html").read_text().replace("</body>", _PROBE + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()]  # fmt: skip
+    done = subprocess.run([chromium, *flags], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    initial = re.search(r'data-initial="([^"]*)"', done.stdout).group(1).split("|")
+    visual = re.search(r'data-visual="([^"]*)"', done.stdout).group(1).split("|")
+    assert initial[0] == "0"  # the first step only
+    assert visual[0] == "1"  # the chosen step only
+    assert visual[1] == "rgb(183, 228, 199)"  # a visual token in the visual colour (#b7e4c7)
+    assert visual[2] == "rgba(0, 0, 0, 0)"  # an entropy-only token is not highlighted under "visual"
+    assert initial[2] not in ("", "rgba(0, 0, 0, 0)")  # ... but is under "all signals"

@@ -165,7 +165,7 @@ def test_unknown_benchmark_is_a_message(tmp_path, synth, capsys):
         ("lora.r=abc", "lora.r='abc': expected an integer"),
         ("lora.rank=8", "unknown lora keys ['rank']"),
         ("max_steps=[1,", "override 'max_steps=[1,'"),
-        ("use_vllm=true", "use_vllm=True is refused"),
+        ("use_vllm=true", "use_vllm=True is refused: vLLM is not installed; install it with: pip install"),
     ],
 )
 def test_overrides_are_typed_against_their_field(tmp_path, synth, model_dir, capsys, override, expected):

@@ -143,6 +143,27 @@ def test_token_weights_multiply_the_policy_term():
     assert loss.item() == pytest.approx(-1.35)
 
 
+def test_is_ratio_multiplies_the_policy_term_not_the_kl():
+    logp = torch.zeros(1, 2)
+    ref = torch.full((1, 2), math.log(2.0))
+    # rho = 1, A = 1 -> s = 1; is_ratio [0.5, 2.0] -> policy terms -0.5, -2.0, token-mean -1.25;
+    # KL k3 = 0.306853 per token (not multiplied), beta 0.04 -> +0.012274
+    loss, m = policy_loss(
+        logp,
+        logp,
+        T([1.0]),
+        torch.ones(1, 2),
+        ref_logp=ref,
+        is_ratio=T([[0.5, 2.0]]),
+        aggregation="token-mean",
+    )
+    assert loss.item() == pytest.approx(-1.25 + 0.012274, abs=1e-6)
+    assert m["loss/policy"] == pytest.approx(-1.25)
+    # a per-sequence ratio (N, 1) (TRL's sequence_* modes) broadcasts over the tokens: 3 * -1 = -3
+    seq, _ = policy_loss(logp, logp, T([1.0]), torch.ones(1, 2), beta=0.0, is_ratio=T([[3.0]]))
+    assert seq.item() == pytest.approx(-3.0)
+
+
 def test_old_logp_none_means_on_policy():
     logp = torch.randn(2, 3, requires_grad=True)
     adv = T([1.0, -1.0])

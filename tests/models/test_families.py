@@ -14,7 +14,7 @@ from videoktr.models.families import FAMILIES, family_of
 from videoktr.models.forwards import QwenVLForwards
 from videoktr.models.inputs import build_video_inputs, reencode_with_frame_permutation
 
-from .conftest import make_video
+from ..conftest import _make_video as make_video
 
 ARCHS = ["qwen2_5_vl", "qwen2_vl", "qwen3_vl", "qwen3_5"]
 

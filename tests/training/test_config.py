@@ -75,7 +75,6 @@ def test_loss_type_alone_sets_the_aggregation(tmp_path, loss_type, aggregation):
             {"loss_type": "dapo", "aggregation": "seq-mean-token-mean"},
             r"aggregation='seq-mean-token-mean' and loss_type='dapo' disagree",
         ),
-        ({"use_vllm": True}, r"use_vllm=True is refused: TRL 1.16 hands vLLM only images.*use_vllm: false"),
         (
             {"use_transformers_continuous_batching": True},
             r"use_transformers_continuous_batching=True is refused",

@@ -12,6 +12,10 @@ Aggregations (:data:`AGGREGATIONS`, see :func:`agg_loss`) and denominators (:dat
 (``token_mask``) tokens (authors' code). Denominators are clamped at 1, so a completion with no selected token
 contributes 0 (never NaN). The KL term uses the ``selected`` denominator only when it is gated by the mask
 (``mask_kl``); otherwise it is a mean over valid tokens, as the paper applies it to every valid token.
+
+Rollouts sampled by another engine (vLLM): ``is_ratio`` = the truncated importance-sampling ratio
+``pi_old / pi_sampler`` (TRL's ``vllm_importance_sampling_correction``) multiplies the policy term, not the KL term,
+as in TRL's GRPO loss.
 """
 
 from __future__ import annotations
@@ -136,6 +140,7 @@ def policy_loss(
     mask_kl: bool = False,
     token_weights: torch.Tensor | None = None,
     max_completion_length: int | None = None,
+    is_ratio: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Clipped GRPO surrogate restricted to key tokens, plus the k3 KL penalty (module docstring has the formula).
 
@@ -152,6 +157,8 @@ def policy_loss(
         mask_kl: gate the KL term by ``m`` too (authors' code).
         token_weights: (N, T) soft weights multiplying ``m`` (soft weighting, TW-GRPO).
         max_completion_length: for ``seq-mean-token-sum-norm``.
+        is_ratio: (N, T) or (N, 1) importance-sampling ratio of the sampling engine (TRL's
+            ``importance_sampling_ratio``), multiplying the policy term; None = 1.
 
     Returns:
         ``(loss, metrics)``: scalar loss and detached floats ``loss/policy``, ``loss/kl`` (mean k3 over valid
@@ -169,6 +176,8 @@ def policy_loss(
     ratio = torch.exp(logp - old_logp)
     surrogate = torch.min(ratio * adv, torch.clamp(ratio, 1 - eps_low, 1 + eps_high) * adv)
     policy_term = -(m * surrogate)
+    if is_ratio is not None:
+        policy_term = policy_term * is_ratio.to(policy_term.dtype)
     selected = valid & token_mask.bool() if token_mask is not None else valid
     denom = valid if denominator == "valid" else selected
     args = (aggregation, max_completion_length)

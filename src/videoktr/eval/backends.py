@@ -77,22 +77,24 @@ class HFBackend:
 
 
 class VLLMBackend:
-    """vLLM generation (GPU). Requires ``pip install 'videoktr[vllm]'``; untested in this repository's CPU CI.
+    """vLLM generation (GPU). Requires ``pip install 'videoktr[vllm]'`` (vLLM 0.33.0); its requests are tested on
+    CPU with a fake engine (tests/eval/test_backends.py), the backend has not run on a GPU here (docs/vllm.md).
 
-    Frames are decoded here with the same sampling as the HF backend and handed to vLLM with their metadata, so
-    the two backends see the same frames; the pixel budget is passed as processor kwargs.
+    Frames are decoded here with the same sampling as the HF backend; each request is built by
+    ``videoktr.vllm.payload.video_request`` (as the trainer's vLLM rollouts): the chat prompt's token ids with one
+    video placeholder, the frames with their metadata, no resampling, the run's pixel budget.
     """
 
     def __init__(
         self, model_dir: str | Path, sampling: Any, generation: GenerationSettings | None = None, **llm_kwargs
     ):
-        try:
-            import vllm
-        except ImportError as err:
-            raise UserError(
-                "the vllm backend needs the vllm package (GPU): pip install 'videoktr[vllm]', or use --backend hf"
-            ) from err
         from transformers import AutoProcessor
+
+        from videoktr.vllm.install import vllm_problem
+
+        if problem := vllm_problem():
+            raise UserError(f"the vllm backend cannot run: {problem}; or use --backend hf")
+        import vllm
 
         self.sampling = sampling
         self.generation = generation or GenerationSettings()
@@ -113,33 +115,24 @@ class VLLMBackend:
             max_tokens=g.max_new_tokens,
         )
 
-    def _prompt(self, question: str) -> str:
+    def _prompt_ids(self, question: str) -> list[int]:
+        """The chat prompt (video first, then text, as training) tokenized alone: one video placeholder."""
         messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
-        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.processor.tokenizer(text)["input_ids"]
 
     def generate(
         self, questions: Sequence[str], videos: Sequence[Path], indices: Sequence[int] | None = None
     ) -> list[str]:
         from videoktr.data.video import decode_video
+        from videoktr.vllm.payload import video_request
 
-        pixel_kwargs = {
-            k: v for k in ("min_pixels", "max_pixels") if (v := getattr(self.sampling, k)) is not None
-        }
-        requests = []
-        for question, path in zip(questions, videos, strict=True):
-            video = decode_video(path, self.sampling)
-            frames = video.frames.permute(0, 2, 3, 1).numpy()  # (T, H, W, 3) uint8
-            requests.append(
-                {
-                    "prompt": self._prompt(question),
-                    "multi_modal_data": {"video": (frames, video.metadata_dict())},
-                    "mm_processor_kwargs": {
-                        "fps": video.sample_fps,
-                        "do_sample_frames": False,
-                        **pixel_kwargs,
-                    },
-                }
+        requests = [
+            video_request(
+                self.processor, self._prompt_ids(question), decode_video(path, self.sampling), self.sampling
             )
+            for question, path in zip(questions, videos, strict=True)
+        ]
         indices = list(indices) if indices is not None else list(range(len(requests)))
         outputs = self.llm.generate(requests, sampling_params=[self._params(i) for i in indices])
         return [out.outputs[0].text for out in outputs]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from videoktr import core
+from videoktr.vllm.payload import patch_shuffled_video
 
 
 class RewardBonusMixin:
@@ -79,7 +80,8 @@ class RewardBonusMixin:
         that row's temporal patches permuted (one permutation per prompt). One generation call for all prompts."""
         prompt_ids, _, fields = self._tokenize_prompts([prompts[r] for r in rows])
         self._rollout_video = video  # _tokenize_prompts replaced it; restore the batch's video
-        ids, mm, pixels, grids, seconds = [], [], [], [], []
+        ids, mm, pixels, grids, seconds, clips = [], [], [], [], [], []
+        temporal = self.processing_class.video_processor.temporal_patch_size
         for k, row in enumerate(rows):
             grid, rows_pixels = video["video_grid_thw"][row], video["pixel_values_videos"][row]
             t = int(grid[0])
@@ -91,6 +93,10 @@ class RewardBonusMixin:
             pixels += [rows_pixels] * n_shuffled
             grids += [grid] * n_shuffled
             seconds += [video["second_per_grid_ts"][row]] * n_shuffled
+            if self.use_vllm:  # the same shuffle as frames for the vLLM request (videoktr.vllm.payload)
+                clip = video["videos"][row]
+                frames = None if perm is None else patch_shuffled_video(clip.frames, perm, temporal)
+                clips += [(clip, frames, row)] * n_shuffled
         batch = {
             "pixel_values_videos": torch.cat(pixels),
             "video_grid_thw": torch.stack(grids),
@@ -98,6 +104,7 @@ class RewardBonusMixin:
         }
         if self.forwards.family.second_per_grid_ts:  # Qwen3-VL / Qwen3.5 take timestamps from the text
             batch["second_per_grid_ts"] = torch.stack(seconds)
+        self._vllm_videos = clips if self.use_vllm else None
         completion_ids, _ = self._generate_single_turn(ids, None, batch, n_shuffled)
         texts = self.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
         accuracies = []

@@ -27,12 +27,6 @@ LOSS_TYPES = {trl: ours for ours, trl in AGGREGATIONS.items()}
 
 # TRL GRPOConfig options KTRTrainer cannot honour, refused before the model loads: field -> (allowed value, why).
 TRL_OPTIONS_REFUSED = {
-    "use_vllm": (
-        False,
-        "TRL 1.16 hands vLLM only images, so video rollouts would see video placeholder tokens without the video "
-        "(and the loss does not apply vLLM's importance-sampling ratio); generate with transformers "
-        "(use_vllm: false) until video vLLM rollouts exist",
-    ),
     "use_transformers_continuous_batching": (
         False,
         "continuous batching generates from token ids only, without the video; set it to false",
@@ -386,6 +380,10 @@ class KTRConfig(GRPOConfig):
         for name, (allowed, why) in TRL_OPTIONS_REFUSED.items():
             if getattr(self, name, allowed) != allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is refused: {why}")
+        if self.use_vllm:  # video requests through TRL's colocated engine: videoktr/vllm
+            from videoktr.vllm.install import check_vllm_config
+
+            check_vllm_config(self)
         if self.aggregation == "token-mean-global" and self.ktr_denominator == "selected":
             raise ValueError(
                 "aggregation token-mean-global (TRL dapo) normalises by the valid tokens of the accumulated batch; "

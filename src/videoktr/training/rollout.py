@@ -103,7 +103,10 @@ class RolloutVideoMixin:
         self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
     ):
         """TRL's generation; the rollout's first call also records the sampled tokens' log-probs and entropies
-        (``ktr_full_logps: generation``, see training/generation_scores.py)."""
+        (``ktr_full_logps: generation``, see training/generation_scores.py). With use_vllm the rows' video
+        requests are queued for TRL's vLLM call first (training/vllm_rollout.py)."""
+        if self.use_vllm:
+            self._queue_vllm_videos(prompt_ids)
         if not self._record_generation:
             return super()._generate_single_turn(
                 prompt_ids, images, multimodal_fields, num_generations, has_tool_images

@@ -27,6 +27,7 @@ from videoktr.training.checkpoint import ResumeMixin
 from videoktr.training.config import KTRConfig
 from videoktr.training.rollout import RolloutVideoMixin, prompt_text, prompt_video_path
 from videoktr.training.selection import SelectionMixin
+from videoktr.training.vllm_rollout import VLLMVideoMixin, video_engine, vllm_generation_kwargs
 
 __all__ = ["IMAGE_KEYS", "KTRTrainer", "prompt_text", "prompt_video_path"]
 
@@ -52,7 +53,9 @@ TRL_METRIC_NAMES = {
 }
 
 
-class KTRTrainer(ResumeMixin, RolloutVideoMixin, RewardBonusMixin, SelectionMixin, GRPOTrainer):
+class KTRTrainer(
+    ResumeMixin, RolloutVideoMixin, VLLMVideoMixin, RewardBonusMixin, SelectionMixin, GRPOTrainer
+):
     """GRPO with Video-KTR key-token selection and the GRPO / entropy / T-GRPO / TW-GRPO baselines.
 
     Args are those of ``trl.GRPOTrainer``; ``args`` must be a :class:`KTRConfig` and ``processing_class`` the
@@ -77,12 +80,18 @@ class KTRTrainer(ResumeMixin, RolloutVideoMixin, RewardBonusMixin, SelectionMixi
         # A random or lightly trained model can sample vision placeholder tokens; they must never be generated.
         suppress = sorted(set(vision_token_ids(processing_class)))
         args.generation_kwargs = {**(args.generation_kwargs or {})}
-        args.generation_kwargs["suppress_tokens"] = sorted(
-            set(args.generation_kwargs.get("suppress_tokens") or []) | set(suppress)
-        )
-        super().__init__(
-            model=model, reward_funcs=funcs, args=args, processing_class=processing_class, **kwargs
-        )
+        if args.use_vllm:  # vLLM video rollouts: training/vllm_rollout.py
+            args.generation_kwargs = vllm_generation_kwargs(args.generation_kwargs, suppress)
+        else:
+            args.generation_kwargs["suppress_tokens"] = sorted(
+                set(args.generation_kwargs.get("suppress_tokens") or []) | set(suppress)
+            )
+        with video_engine(args.use_vllm):
+            super().__init__(
+                model=model, reward_funcs=funcs, args=args, processing_class=processing_class, **kwargs
+            )
+        self._wrap_vllm_engine()
+        self._vllm_videos = None  # T-GRPO's shuffled clips for the next vLLM call (training/bonuses.py)
         self.forwards = QwenVLForwards(self.model.config, processing_class)
         self._check_reward_names()
         self._check_dataset_modality()
@@ -131,6 +140,10 @@ class KTRTrainer(ResumeMixin, RolloutVideoMixin, RewardBonusMixin, SelectionMixi
             )
         if videos:
             return
+        if self.args.use_vllm:
+            raise UserError(
+                "use_vllm: true sends video prompts to vLLM, but the train dataset has none; set use_vllm: false"
+            )
         has_images = bool({"image", "images"} & columns)
         needs = sorted(
             ({"temporal"} if has_images else {"visual", "temporal"}) & set(self.args.selection_signals)
@@ -283,6 +296,7 @@ class KTRTrainer(ResumeMixin, RolloutVideoMixin, RewardBonusMixin, SelectionMixi
             mask_kl=self.args.ktr_mask_kl,
             token_weights=token_weights,
             max_completion_length=self.max_completion_length,
+            is_ratio=inputs.get("importance_sampling_ratio"),  # TRL sets it with use_vllm (correction on)
         )
         mode = "train" if self.model.training else "eval"
         if global_mean:  # TRL's dapo: token sum / the valid tokens of the accumulated batch of every process

@@ -1,3 +1,5 @@
+"""Fixtures shared across test packages: the tiny Qwen2.5-VL (saved once per session) and random decoded videos."""
+
 import pytest
 import torch
 
@@ -17,7 +19,7 @@ def tiny(tiny_dir):
     return model, processor
 
 
-def make_video(
+def _make_video(
     seed: int, n_frames: int = 8, fps: float = 2.0, height: int = 56, width: int = 112
 ) -> DecodedVideo:
     """Random frames taken as every 2nd frame of a 2*fps source: sample_fps = n / (2n) * 2fps = fps."""
@@ -37,4 +39,10 @@ def make_video(
 @pytest.fixture
 def video():
     """Factory: video(seed, n_frames=8, fps=2.0) -> DecodedVideo of random frames (56x112)."""
-    return make_video
+    return _make_video
+
+
+@pytest.fixture
+def make_video():
+    """The same factory as ``video`` (for tests whose local variable is named ``video``)."""
+    return _make_video

@@ -79,8 +79,9 @@ def read_points(path: str | Path) -> list[dict[str, Any]]:
                   key=lambda p: p["step"])  # fmt: skip
 
 
-def _binomial_se(p: float, n: int) -> float:
-    return math.sqrt(p * (1 - p) / n) if n > 0 else float("nan")
+def _binomial_se(p: float, n: int) -> float | None:
+    """sqrt(p(1-p)/n); None when it does not apply (no items, or p outside [0, 1]: a reward that is no rate)."""
+    return math.sqrt(p * (1 - p) / n) if n > 0 and 0.0 <= p <= 1.0 else None
 
 
 def reward_windows(
@@ -89,7 +90,8 @@ def reward_windows(
     """Consecutive windows of ``window`` logged steps of ``key`` (a per-step mean over prompts x generations).
 
     Returns [{"first_step", "last_step", "steps", "mean", "se_measured", "se_binomial_completions",
-    "se_binomial_prompts"}]; a last partial window is kept; ``se_measured`` is None for a one-step window.
+    "se_binomial_prompts"}]; a last partial window is kept; ``se_measured`` is None for a one-step window, the
+    binomial ones for a mean outside [0, 1] (e.g. ``reward``, accuracy plus format).
     """
     logged = [(e["step"], float(e[key])) for e in log_history if key in e and "step" in e]
     out = []
@@ -160,7 +162,7 @@ def plot_learning(
     for name, color in (("greedy", "tab:blue"), ("sampled", "tab:red")):
         pts = summary["points"]
         if pts:
-            ax.errorbar([p["step"] for p in pts], [p[name] for p in pts], yerr=[2 * p[f"{name}_se"] for p in pts],
+            ax.errorbar([p["step"] for p in pts], [p[name] for p in pts], yerr=[2 * (p[f"{name}_se"] or 0) for p in pts],
                         color=color, marker="o", capsize=3,
                         label=f"held-out {name} ({pts[0]['n_items']} questions) +-2 SE")  # fmt: skip
     ax.set_xlabel("RL step")

@@ -71,17 +71,22 @@ def reference_variant(variants: list[dict]) -> str:
     return next((v["name"] for v in variants if v["method"] == "grpo"), variants[0]["name"])
 
 
-def paired_comparison(out: Path, rows: list[dict], variants: list[dict], n_boot: int) -> dict:
-    """The paired summary of the finished runs (their ``predictions.jsonl``) against the reference variant."""
+def paired_comparison(
+    out: Path, rows: list[dict], variants: list[dict], n_boot: int, reference: str | None = None
+) -> dict:
+    """The paired summary of the finished runs (their ``predictions.jsonl``) of ``variants`` against
+    ``reference`` (default: :func:`reference_variant` of ``variants``; its runs are included when not listed)."""
     from videoktr.analysis.ablation import paired_summary, question_outcomes
 
+    reference = reference or reference_variant(variants)
+    names = [v["name"] for v in variants]
     outcomes: dict[str, dict[int, dict]] = {}
-    for v in variants:
+    for v in variants + ([{"name": reference}] if reference not in names else []):  # the reference's runs too
         for row in sorted((r for r in rows if r["variant"] == v["name"]), key=lambda r: r["seed"]):
             predictions = run_dir_of(out, v["name"], row["seed"]) / "predictions.jsonl"
             outcomes.setdefault(v["name"], {})[row["seed"]] = question_outcomes(predictions)
     sft = question_outcomes(out / "predictions_sft.jsonl")
-    return paired_summary(outcomes, sft, reference_variant(variants), n_boot=n_boot)
+    return paired_summary(outcomes, sft, reference, n_boot=n_boot)
 
 
 def run_variant(base, variant: dict, seed: int, out: Path, paths, sft_dir: Path) -> dict:
@@ -193,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
     base, variants = _load(args.config)
     if args.bootstrap < 100:
         raise UserError(f"--bootstrap {args.bootstrap}: use at least 100 replicates (default 10000)")
+    all_variants = variants  # tables: every variant with finished runs (also those of an earlier --only)
     if args.only:
         variants = [v for v in variants if v["name"] in args.only]
     out = Path(args.out)
@@ -221,14 +227,15 @@ def run(args: argparse.Namespace) -> int:
             with open(done_file, "a") as f:
                 f.write(json.dumps(row) + "\n")
             shown.advance(1)
-    text = table(rows, [v["name"] for v in variants], sft)
+    with_runs = [v for v in all_variants if any(r["variant"] == v["name"] for r in rows)]
+    text = table(rows, [v["name"] for v in with_runs], sft)
     from videoktr.data.prompts import PROMPT_TEMPLATES
 
     if PROMPT_TEMPLATES.get(base.template).multi_answer:
-        text += "\n\n" + partial_credit_tables(rows, [v["name"] for v in variants], sft)
+        text += "\n\n" + partial_credit_tables(rows, [v["name"] for v in with_runs], sft)
     from videoktr.analysis.ablation import paired_table, plot_paired
 
-    paired = paired_comparison(out, rows, variants, args.bootstrap)
+    paired = paired_comparison(out, rows, with_runs, args.bootstrap, reference_variant(all_variants))
     text += (
         f"\n\nHeld-out accuracy (%, mean over seeds, 95% bootstrap CI over the {paired['n_questions']} questions) and "
         f"the difference to {paired['reference']} paired by seed and question (points; seeds fixed, and seeds "

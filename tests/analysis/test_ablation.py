@@ -35,6 +35,9 @@ def summary(tmp_path):
     rows = [{"variant": name, "seed": seed} for name, seed in OUTCOMES]
     variants = [{"name": "KTR", "method": "ktr"}, {"name": "Vanilla GRPO", "method": "grpo"}]
     assert reference_variant(variants) == "Vanilla GRPO"
+    # the reference can be given (`ablate --only KTR` still compares with the config's GRPO runs)
+    only = paired_comparison(tmp_path, rows, variants[:1], 500, reference="Vanilla GRPO")
+    assert list(only["variants"]) == ["KTR", "Vanilla GRPO"] and only["variants"]["KTR"]["diff"]["overall"]["mean"] == 37.5
     return paired_comparison(tmp_path, rows, variants, n_boot=2000)
 
 

@@ -144,7 +144,7 @@ def plot_paired(summary: Mapping[str, Any], out_png: str | Path) -> Path:
     from videoktr.analysis.plots import _new_figure, _save
 
     names = list(summary["variants"])
-    fig = _new_figure(11, 0.45 * len(names) + 1.6)
+    fig = _new_figure(12, max(3.0, 0.45 * len(names) + 1.8))
     left, right = fig.subplots(1, 2, sharey=True)
     labels = ["SFT checkpoint", *names]
     accs = [summary["sft"]["overall"], *[summary["variants"][n]["accuracy"]["overall"] for n in names]]
@@ -162,6 +162,6 @@ def plot_paired(summary: Mapping[str, Any], out_png: str | Path) -> Path:
                 right.errorbar(iv["mean"], y + dy, xerr=[[iv["mean"] - iv["low"]], [iv["high"] - iv["mean"]]],
                                fmt="o", color=color, elinewidth=width, capsize=3)  # fmt: skip
     right.axvline(0.0, color="black", linewidth=0.8)
-    right.set_xlabel(f"minus {summary['reference']} (points): red seeds fixed, gray seeds resampled")
+    right.set_xlabel(f"minus {summary['reference']} (points)\nred: seeds fixed, gray: seeds resampled")
     fig.suptitle(f"Ablation, {summary['n_questions']} held-out questions, paired by seed and question")
     return _save(fig, out_png)

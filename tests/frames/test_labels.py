@@ -118,3 +118,74 @@ def test_labels_deterministic_for_a_seed(tiny, sparse_data, sparse_records):
         SAMPLING,
     )
     assert oracle["losses"] == [0.0 if s else 1.0 for s in a["sufficient"]]
+
+
+def test_option_nll_hand_computed():
+    from videoktr.frames.labels import option_nll
+
+    # one position for both alternatives: p(gold=1) = 0.25, p(2) = p(3) = 0.125 -> -log(0.25 / 0.5) = log 2
+    logp = torch.full((1, 3, 4), -30.0)
+    logp[0, 1] = torch.tensor([0.5, 0.25, 0.125, 0.125]).log()
+    gold = torch.tensor([0, 1, 0])
+    assert float(option_nll(logp, gold, [1, 1], [2, 3])[0]) == pytest.approx(math.log(2), abs=1e-6)
+    # two positions: at 0, gold 0 (0.6) vs 1 (0.2): exp(-m) = 1/3; at 2, gold 0 (0.1) vs 3 (0.4): exp(-m) = 4
+    logp[0, 0] = torch.tensor([0.6, 0.2, 0.1, 0.1]).log()
+    logp[0, 2] = torch.tensor([0.1, 0.1, 0.4, 0.4]).log()
+    assert float(option_nll(logp, gold, [0, 2], [1, 3])[0]) == pytest.approx(math.log(16 / 3), abs=1e-5)
+
+
+def test_option_nll_label_equals_a_plain_forward(tiny, sparse_data, sparse_records):
+    from videoktr.frames.labels import option_divergence
+    from videoktr.training.sft import SFTCollator
+
+    model, processor = tiny
+    record = sparse_records[0][0]
+    cfg = VoyagerConfig(max_combinations=4, loss_form="option_nll")
+    candidate = _candidate(tiny, sparse_data, record, cfg)
+    line = label_record(model, processor, record, candidate, cfg, "short", SAMPLING)
+    positions, tokens = option_divergence(processor, record)
+    assert len(positions) == 3 and len(set(tokens)) == 3  # the three other colours' names
+    combo = line["combinations"][2]
+    frames = combination_frames(candidate.video.frame_indices, combo, 2)
+    collator = SFTCollator(processor, sparse_data["root"], SAMPLING, "short", cache_examples=False)
+    batch = collator([{**record, "frame_indices": frames}])
+    with torch.no_grad():
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    labels = batch["labels"][0, 1:]
+    probs = torch.softmax(logits[0, :-1].float(), -1)[labels != -100]  # (target tokens, V)
+    gold = labels[labels != -100]
+    p_gold = sum(float(probs[d, gold[d]]) for d in positions[:1])
+    p_other = sum(float(probs[d, t]) for d, t in zip(positions, tokens))
+    assert set(positions) == {positions[0]}  # the colour name is the first difference of every option
+    assert line["losses"][2] == pytest.approx(-math.log(p_gold / (p_gold + p_other)), rel=1e-4, abs=1e-4)
+
+
+def test_option_nll_refuses_records_without_options():
+    from videoktr.errors import UserError
+    from videoktr.frames.labels import option_divergence
+
+    record = {
+        "problem_id": "x",
+        "process": "<think>a</think>",
+        "solution": "<answer>7</answer>",
+        "options": [],
+    }
+    with pytest.raises(UserError, match="x: loss_form=option_nll needs"):
+        option_divergence(None, record)
+
+
+def test_max_best_loss_prunes_records_no_combination_answers(tiny, sparse_data, sparse_records):
+    model, processor = tiny
+    record = sparse_records[0][0]
+    cfg = VoyagerConfig(max_combinations=4, loss_form="option_nll", min_loss_spread=0.0)
+    candidate = _candidate(tiny, sparse_data, record, cfg)
+    line = label_record(model, processor, record, candidate, cfg, "short", SAMPLING)
+    best = min(line["losses"])
+    below = VoyagerConfig(
+        max_combinations=4, loss_form="option_nll", min_loss_spread=0.0, max_best_loss=best - 1e-3
+    )
+    above = VoyagerConfig(
+        max_combinations=4, loss_form="option_nll", min_loss_spread=0.0, max_best_loss=best + 1e-3
+    )
+    assert not label_record(model, processor, record, candidate, below, "short", SAMPLING)["kept"]
+    assert label_record(model, processor, record, candidate, above, "short", SAMPLING)["kept"]

@@ -70,3 +70,19 @@ def test_bad_config_refused():
     with pytest.raises(UserError, match="kinds"):
         SparseConfig(kinds=("color",))
     json.dumps(SparseConfig().__dict__)
+
+
+def test_insufficient_view_misses_the_rule(sparse_records):
+    from videoktr.frames.sparse import insufficient_view
+
+    rng = np.random.default_rng(0)
+    for record in sparse_records[0]:
+        frames = insufficient_view(record, list(range(16)), 2, 3, rng)
+        assert (
+            len(frames) == 6
+            and frames == sorted(frames)
+            and not is_sufficient(record["evidence_rule"], frames)
+        )
+        assert all(f // 2 == frames[i - i % 2] // 2 for i, f in enumerate(frames))  # whole 2-frame units
+    # every 8-unit combination holds all the evidence: no insufficient view exists
+    assert insufficient_view(sparse_records[0][0], list(range(16)), 2, 8, rng) is None

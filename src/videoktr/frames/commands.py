@@ -156,8 +156,9 @@ def run_demo(args) -> int:
         if "=" not in item:
             raise UserError(f"override {item!r} is not key=value (e.g. sft_steps=200 or voyager.frames=4)")
         key, value = item.split("=", 1)
-        if key.startswith("voyager."):
-            raw.setdefault("voyager", {})[key.split(".", 1)[1]] = parse_value(value)
+        if key.startswith(("voyager.", "model.")):
+            group, name = key.split(".", 1)
+            raw.setdefault(group, {})[name] = parse_value(value)
         else:
             raw[key] = parse_value(value)
     unknown = sorted(set(raw) - names)
@@ -165,6 +166,7 @@ def run_demo(args) -> int:
         raise UserError(f"unknown frames demo settings {unknown}; valid: {', '.join(sorted(names))}")
     cfg = FramesDemoConfig(**raw)
     cfg.voyager_config()  # validate before any work
+    cfg.model_config()
     run_frames_demo(cfg, Path(args.out))
     return 0
 
@@ -217,5 +219,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="the whole pipeline on sparse synthetic videos (CPU, minutes)")
     demo.add_argument("--out", required=True, help="output directory")
     demo.add_argument("--config", help="YAML of FramesDemoConfig fields (configs/frames_demo.yaml)")
-    demo.add_argument("overrides", nargs="*", help="key=value FramesDemoConfig fields; voyager.KEY=VALUE")
+    demo.add_argument(
+        "overrides", nargs="*", help="key=value FramesDemoConfig fields; voyager.KEY=VALUE; model.KEY=VALUE"
+    )
     demo.set_defaults(func=run_demo)

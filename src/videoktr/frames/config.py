@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from videoktr.errors import UserError
 
 LABEL_SOURCES = ("model", "oracle")
-LOSS_FORMS = ("sum", "mean")
+LOSS_FORMS = ("sum", "mean", "option_nll")
 SCORE_AGGREGATES = ("mean",)
 
 
@@ -57,8 +57,12 @@ class VoyagerConfig:
     loss_form: str = field(
         default="sum",
         metadata={
-            "help": "Teacher-forced loss over the gold target tokens: 'sum' (answer-bearing tokens are not "
-            "diluted by template tokens) or 'mean' per token."
+            "help": "Label of a combination, from the teacher-forced gold target: 'sum' of the target tokens' NLL "
+            "(answer-bearing tokens are not diluted by template tokens), 'mean' per token, or 'option_nll': "
+            "-log of the gold option's probability normalised over the record's options, each compared at the "
+            "first target token where its answer differs from the gold one (the paper ranks by the LLM's loss; "
+            "this reading keeps only the answer's part of it and removes what all options share: template "
+            "tokens and the model's prior over answers). Multiple-choice records only."
         },
     )
     min_loss_spread: float = field(
@@ -66,6 +70,14 @@ class VoyagerConfig:
         metadata={
             "help": "Pruning rule: drop a record whose combinations' losses differ by less than this (max - min, "
             "in nats of the chosen loss form): the model cannot tell its combinations apart."
+        },
+    )
+    max_best_loss: float | None = field(
+        default=None,
+        metadata={
+            "help": "Second pruning rule (off when null): also drop a record whose lowest combination loss is above "
+            "this: the model answers it from no combination, so its losses rank noise. With option_nll, "
+            "log(2) = 0.693 means 'the gold option never reaches probability 1/2'."
         },
     )
     pair_margin: float = field(
@@ -150,6 +162,8 @@ class VoyagerConfig:
             raise UserError(f"frames: records_per_step={self.records_per_step} must be >= 1")
         if self.min_loss_spread < 0 or self.pair_margin < 0:
             raise UserError("frames: min_loss_spread and pair_margin must be >= 0")
+        if self.max_best_loss is not None and self.max_best_loss < 0:
+            raise UserError(f"frames: max_best_loss={self.max_best_loss} must be >= 0 or null (off)")
         if not self.lr > 0:
             raise UserError(f"frames: lr={self.lr} must be > 0")
 

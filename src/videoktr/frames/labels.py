@@ -3,8 +3,11 @@
 For a record: decode M candidates, one vision pass (:mod:`videoktr.frames.features`), then every combination of
 T/unit of the M/unit units (or K sampled ones, seeded by the record id) is fed to the LLM with the gold target
 (the record's ``process`` + ``solution``, teacher forced); its label is the summed (or mean) negative log-likelihood
-of the target tokens. Lower is better. A record whose losses span less than ``min_loss_spread`` is kept in the file
-with ``kept: false`` (the model cannot tell its combinations apart) and not used for training.
+of the target tokens (``loss_form=sum|mean``), or (``loss_form=option_nll``) the gold option's negative log
+probability normalised over the record's options at the first target token where their answers differ (see
+:func:`option_nll`). Lower is better. A record whose losses span less than ``min_loss_spread`` is kept in the file
+with ``kept: false`` (the model cannot tell its combinations apart) and not used for training; so is one whose
+lowest loss is above ``max_best_loss`` when that is set (the model cannot answer it from any combination).
 With ``label_source="oracle"`` the label is 0 for a combination satisfying the record's ``evidence_rule``, else 1.
 
 Each label line: ``{problem_id, candidates, combinations: [[unit, ...], ...], losses, sufficient, spread, kept}``
@@ -21,7 +24,15 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["combinations_for", "label_record", "combination_frames", "spearman", "label_agreement"]
+__all__ = [
+    "combinations_for",
+    "label_record",
+    "combination_frames",
+    "spearman",
+    "label_agreement",
+    "option_divergence",
+    "option_nll",
+]
 
 
 def _record_seed(seed: int, record_id: str) -> int:
@@ -55,6 +66,68 @@ def _target_ids(processor, record: dict) -> list[int]:
     return tok(sft_target(record), add_special_tokens=False)["input_ids"]
 
 
+def _option_records(record: dict) -> list[dict]:
+    """The record once per other option: its solution's letter and, in its process, the first mention of the gold
+    option's text replaced by that option's (``"A. red"`` -> letter ``A``, text ``red``)."""
+    import re
+
+    from videoktr.errors import UserError
+
+    rid = record.get("problem_id")
+    options = record.get("options") or []
+    parsed = [re.match(r"\s*([A-Z])\s*[.)]\s*(.+?)\s*$", str(o)) for o in options]
+    gold = re.search(r"<answer>\s*([A-Z])\s*</answer>", str(record.get("solution", "")))
+    if len(options) < 2 or not all(parsed) or not gold:
+        raise UserError(
+            f"record {rid}: loss_form=option_nll needs >= 2 options 'A. text' and a solution '<answer>A</answer>'; "
+            "use loss_form=sum for other records"
+        )
+    letters = {m.group(1): m.group(2) for m in parsed}
+    if gold.group(1) not in letters:
+        raise UserError(f"record {rid}: answer {gold.group(1)} is not one of the options {sorted(letters)}")
+    gold_text = letters[gold.group(1)]
+    out = []
+    for letter, text in letters.items():
+        if letter == gold.group(1):
+            continue
+        process = re.sub(rf"\b{re.escape(gold_text)}\b", text, str(record.get("process", "")), count=1)
+        out.append({**record, "process": process, "solution": f"<answer>{letter}</answer>"})
+    return out
+
+
+def option_divergence(processor, record: dict) -> tuple[list[int], list[int]]:
+    """For each other option, (position, token id) of the first target token where its target differs from the
+    gold target (:func:`_option_records`): ``positions`` (O,), ``tokens`` (O,). Teacher forced on the gold target,
+    the prefix before ``positions[o]`` is the same for both, so their log-probs there compare the two answers."""
+    others = _option_records(record)
+    gold = _target_ids(processor, record)
+    positions, tokens = [], []
+    for other in others:
+        ids = _target_ids(processor, other)
+        d = next((i for i, (a, b) in enumerate(zip(gold, ids)) if a != b), min(len(gold), len(ids)))
+        if d >= len(gold) or d >= len(ids):
+            from videoktr.errors import UserError
+
+            raise UserError(f"record {record.get('problem_id')}: an option's target equals the gold target")
+        positions.append(d)
+        tokens.append(ids[d])
+    return positions, tokens
+
+
+def option_nll(logp: torch.Tensor, gold_ids: torch.Tensor, positions, tokens) -> torch.Tensor:
+    """-log p(gold) / (p(gold) + sum_o p(o)) with each option compared at its divergence position.
+
+    logp: (N, L, V) log-probs of the target positions; gold_ids: (L,) the gold target; positions, tokens: (O,).
+    With margins m_o = logp[d_o, gold_{d_o}] - logp[d_o, tok_o] this is log(1 + sum_o exp(-m_o)) (N,): 0 when the
+    model is sure of the gold option, log(O + 1) when the options are equally likely, large when it prefers another.
+    """
+    pos = torch.as_tensor(positions, dtype=torch.long)
+    gold = logp[:, pos, gold_ids[pos]]  # (N, O)
+    other = logp[:, pos, torch.as_tensor(tokens, dtype=torch.long)]  # (N, O)
+    zero = torch.zeros(logp.shape[0], 1, dtype=logp.dtype)
+    return torch.logsumexp(torch.cat([zero, other - gold], dim=1), dim=1)
+
+
 @torch.no_grad()
 def model_losses(
     model, processor, record: dict, candidate, combos: list[list[int]], cfg, template: str, sampling=None
@@ -80,6 +153,7 @@ def model_losses(
     )
     inputs = build_video_inputs(processor, [build_question(record, template)], [sub], sampling=sampling)
     target = torch.tensor([_target_ids(processor, record)])
+    divergence = option_divergence(processor, record) if cfg.loss_form == "option_nll" else None
     losses = []
     device = next(model.parameters()).device
     for begin in range(0, len(combos), cfg.label_batch_size):
@@ -98,8 +172,14 @@ def model_losses(
         ]
         feats = [f.to(device=device, dtype=next(model.parameters()).dtype) for f in feats]
         ids = target.repeat(n, 1).to(device)
-        logp = completion_logps(model, rows, ids, torch.ones_like(ids), video_features=feats)["logp"]
-        nll = -logp.float()
+        out = completion_logps(
+            model, rows, ids, torch.ones_like(ids), video_features=feats, with_logits=divergence is not None
+        )
+        if divergence is not None:
+            logp = torch.log_softmax(out["logits"].float(), dim=-1).cpu()
+            losses.append(option_nll(logp, target[0], *divergence))
+            continue
+        nll = -out["logp"].float()
         losses.append(nll.sum(-1) if cfg.loss_form == "sum" else nll.mean(-1))
     return torch.cat(losses).cpu()
 
@@ -135,7 +215,8 @@ def label_record(model, processor, record: dict, candidate, cfg, template: str, 
         "combinations": combos,
         "losses": losses,
         "spread": round(spread, 5),
-        "kept": spread >= cfg.min_loss_spread,
+        "kept": spread >= cfg.min_loss_spread
+        and (cfg.max_best_loss is None or min(losses) <= cfg.max_best_loss),
     }
     if sufficient is not None:
         line["sufficient"] = sufficient

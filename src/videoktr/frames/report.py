@@ -69,7 +69,8 @@ def write_frames_report(out: Path, results: dict, records: list[dict], choices: 
         f"Voyager - uniform accuracy: {diff['accuracy']['mean']} (95% paired bootstrap over questions "
         f"{diff['accuracy']['ci95']}, excludes 0: {diff['accuracy']['excludes_zero']}).",
         f"Label/oracle agreement: {results['label_agreement']}.",
-        f"Seconds per stage: {results['seconds']}.",
+        f"Seconds per stage: {results['seconds']}; CPU seconds (user + sys of this process): "
+        f"{results.get('cpu_seconds')}.",
         "",
         f"![chosen frames]({picture.name})",
         "",

@@ -34,7 +34,14 @@ from videoktr.data.synthetic import (
 from videoktr.data.video import write_video
 from videoktr.errors import UserError
 
-__all__ = ["SPARSE_KINDS", "SparseConfig", "is_sufficient", "make_sparse", "sufficient_view"]
+__all__ = [
+    "SPARSE_KINDS",
+    "SparseConfig",
+    "insufficient_view",
+    "is_sufficient",
+    "make_sparse",
+    "sufficient_view",
+]
 
 SPARSE_KINDS = ("sparse_after", "sparse_first")
 _LETTERS = "ABCD"
@@ -223,4 +230,25 @@ def sufficient_view(
         else []
     )
     chosen = sorted(need + extra)
+    return [int(candidates[u * unit + j]) for u in chosen for j in range(unit)]
+
+
+def insufficient_view(
+    record: dict, candidates: Sequence[int], unit: int, k_units: int, rng: np.random.Generator
+) -> list[int] | None:
+    """Frame indices of ``k_units`` random candidate units, sorted, that do NOT satisfy ``record``'s evidence rule
+    (SFT views that teach the model what it cannot know from the frames); None when every combination is
+    sufficient (e.g. ``k_units`` covers all units)."""
+    import itertools
+
+    n_units = len(candidates) // unit
+    rule = record["evidence_rule"]
+    combos = [
+        list(c)
+        for c in itertools.combinations(range(n_units), k_units)
+        if not is_sufficient(rule, [candidates[u * unit + j] for u in c for j in range(unit)])
+    ]
+    if not combos:
+        return None
+    chosen = combos[int(rng.integers(len(combos)))]
     return [int(candidates[u * unit + j]) for u in chosen for j in range(unit)]

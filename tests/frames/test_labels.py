@@ -68,9 +68,23 @@ def test_unit_features_of_a_combination_equal_its_own_vision_pass(tiny, sparse_d
     torch.testing.assert_close(sliced, direct.float(), rtol=1e-5, atol=1e-5)
 
 
-def test_label_loss_equals_a_plain_teacher_forced_forward(tiny, sparse_data, sparse_records):
+def _reference_target_logp(tiny, sparse_data, record, frames):
+    """A plain forward of the SFT collator's example at ``frames``: log-probs (target tokens, V) and the target ids
+    (target tokens,), without the end-of-turn tokens the collator also trains (labels do not score them)."""
     from videoktr.training.sft import SFTCollator
 
+    model, processor = tiny
+    collator = SFTCollator(processor, sparse_data["root"], SAMPLING, "short", cache_examples=False)
+    batch = collator([{**record, "frame_indices": frames}])
+    with torch.no_grad():
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    labels = batch["labels"][0, 1:]
+    keep = labels != -100
+    end = len(collator.end_ids)
+    return torch.log_softmax(logits[0, :-1].float(), -1)[keep][:-end], labels[keep][:-end]
+
+
+def test_label_loss_equals_a_plain_teacher_forced_forward(tiny, sparse_data, sparse_records):
     model, processor = tiny
     record = sparse_records[0][0]
     cfg = VoyagerConfig(max_combinations=5)
@@ -80,18 +94,9 @@ def test_label_loss_equals_a_plain_teacher_forced_forward(tiny, sparse_data, spa
     combo = line["combinations"][3]
     frames = combination_frames(candidate.video.frame_indices, combo, 2)
     # reference: the SFT collator's example for this record at these frames, loss summed over the target
-    collator = SFTCollator(processor, sparse_data["root"], SAMPLING, "short", cache_examples=False)
-    batch = collator([{**record, "frame_indices": frames}])
-    with torch.no_grad():
-        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
-    labels = batch["labels"][0, 1:]
-    logp = torch.log_softmax(logits[0, :-1].float(), -1)
-    keep = labels != -100
-    nll = -logp[keep].gather(1, labels[keep][:, None]).squeeze(1)
-    end_tokens = len(
-        collator.end_ids
-    )  # the collator also trains the end-of-turn token; labels do not score it
-    assert line["losses"][3] == pytest.approx(float(nll[:-end_tokens].sum()), rel=1e-4, abs=1e-4)
+    logp, gold = _reference_target_logp(tiny, sparse_data, record, frames)
+    nll = -logp.gather(1, gold[:, None]).squeeze(1)
+    assert line["losses"][3] == pytest.approx(float(nll.sum()), rel=1e-4, abs=1e-4)
 
 
 def test_labels_deterministic_for_a_seed(tiny, sparse_data, sparse_records):
@@ -136,7 +141,6 @@ def test_option_nll_hand_computed():
 
 def test_option_nll_label_equals_a_plain_forward(tiny, sparse_data, sparse_records):
     from videoktr.frames.labels import option_divergence
-    from videoktr.training.sft import SFTCollator
 
     model, processor = tiny
     record = sparse_records[0][0]
@@ -147,13 +151,8 @@ def test_option_nll_label_equals_a_plain_forward(tiny, sparse_data, sparse_recor
     assert len(positions) == 3 and len(set(tokens)) == 3  # the three other colours' names
     combo = line["combinations"][2]
     frames = combination_frames(candidate.video.frame_indices, combo, 2)
-    collator = SFTCollator(processor, sparse_data["root"], SAMPLING, "short", cache_examples=False)
-    batch = collator([{**record, "frame_indices": frames}])
-    with torch.no_grad():
-        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
-    labels = batch["labels"][0, 1:]
-    probs = torch.softmax(logits[0, :-1].float(), -1)[labels != -100]  # (target tokens, V)
-    gold = labels[labels != -100]
+    logp, gold = _reference_target_logp(tiny, sparse_data, record, frames)
+    probs = logp.exp()
     p_gold = sum(float(probs[d, gold[d]]) for d in positions[:1])
     p_other = sum(float(probs[d, t]) for d, t in zip(positions, tokens))
     assert set(positions) == {positions[0]}  # the colour name is the first difference of every option

@@ -140,35 +140,44 @@ def run_select(args) -> int:
 
 
 def run_demo(args) -> int:
-    import dataclasses
-
     import yaml
 
     from videoktr.demo import quiet_libraries
-    from videoktr.errors import UserError
-    from videoktr.frames.demo import FramesDemoConfig, run_frames_demo
-    from videoktr.training.recipe import parse_value
+    from videoktr.frames.demo import run_frames_demo
 
     quiet_libraries()
     raw = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
+    run_frames_demo(demo_config(args.overrides, raw), Path(args.out))
+    return 0
+
+
+def demo_config(overrides: list[str], raw: dict | None = None):
+    """FramesDemoConfig from ``raw`` (a YAML mapping) and ``key=value`` / ``voyager.KEY=VALUE`` / ``model.KEY=VALUE``
+    overrides, validated (unknown settings refused with the valid ones) before any work."""
+    import dataclasses
+
+    from videoktr.errors import UserError
+    from videoktr.frames.demo import FramesDemoConfig
+    from videoktr.training.recipe import parse_value
+
+    raw = dict(raw or {})
     names = {f.name for f in dataclasses.fields(FramesDemoConfig)}
-    for item in args.overrides:
+    for item in overrides:
         if "=" not in item:
             raise UserError(f"override {item!r} is not key=value (e.g. sft_steps=200 or voyager.frames=4)")
         key, value = item.split("=", 1)
         if key.startswith(("voyager.", "model.")):
             group, name = key.split(".", 1)
-            raw.setdefault(group, {})[name] = parse_value(value)
+            raw[group] = {**raw.get(group, {}), name: parse_value(value)}
         else:
             raw[key] = parse_value(value)
     unknown = sorted(set(raw) - names)
     if unknown:
         raise UserError(f"unknown frames demo settings {unknown}; valid: {', '.join(sorted(names))}")
     cfg = FramesDemoConfig(**raw)
-    cfg.voyager_config()  # validate before any work
+    cfg.voyager_config()
     cfg.model_config()
-    run_frames_demo(cfg, Path(args.out))
-    return 0
+    return cfg
 
 
 def _common(parser, need_out: bool = True) -> None:

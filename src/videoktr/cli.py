@@ -17,6 +17,7 @@ COMMAND_MODULES = {
     "validate-data": "videoktr.data.commands",
     "qai": "videoktr.data.qai",
     "build-tiny-model": "videoktr.models.commands",
+    "plan": "videoktr.plan.commands",
     "train": "videoktr.training.commands",
     "eval": "videoktr.eval.commands",
     "demo": "videoktr.demo",

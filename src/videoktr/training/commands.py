@@ -29,6 +29,11 @@ def run(args: argparse.Namespace) -> int:
     from videoktr.training.checkpoint import resolve_resume  # imports torch: after the recipe is read
 
     config = make_config(recipe.trainer)
+    _check_sharding(config)
+    if not args.skip_plan_check:  # a recipe that cannot fit is refused before the model loads (videoktr plan)
+        from videoktr.plan.commands import check_before_load
+
+        check_before_load(recipe)
     # the checkpoint is found (or refused) before the data is checked and the model loads
     resume = resolve_resume(recipe.resume_from_checkpoint, config.output_dir, not config.save_only_model)
     trainer = build_trainer(recipe, config=config)
@@ -40,6 +45,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_sharding(config) -> None:
+    """Refuse an FSDP launch on CPU: accelerate 1.16 picks FSDP only for GPU-type devices, so with use_cpu the FSDP
+    config is silently replaced by DDP (every process holds the whole model); docs/results.md, issue 14."""
+    import os
+
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and config.use_cpu:
+        from videoktr.errors import UserError
+
+        raise UserError(
+            "an FSDP accelerate config with use_cpu: accelerate runs it as plain DDP on CPU (no sharding); launch "
+            "with configs/accelerate/multi_cpu.yaml for CPU data parallelism, or run FSDP on GPUs"
+        )
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
@@ -49,6 +68,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", help="recipe YAML (configs/*.yaml)")
     parser.add_argument(
         "--list-fields", action="store_true", help="list the Video-KTR config fields and exit"
+    )
+    parser.add_argument(
+        "--skip-plan-check",
+        action="store_true",
+        help="train even if `videoktr plan` finds the sequence longer than the model's limit or the memory "
+        "estimate above the GPU's memory",
     )
     parser.add_argument(
         "overrides", nargs="*", help="key=value overrides (dotted keys; bare keys go to trainer)"

@@ -30,7 +30,7 @@ CASES = {
         num_hidden_layers=12,
         num_attention_heads=4,
         num_key_value_heads=2,
-        intermediate_size=1024,
+        intermediate_size=1152,
         mrope_section=(4, 6, 22),
         vision_hidden_size=128,
         vision_depth=2,
@@ -138,8 +138,15 @@ class StepWindow(TrainerCallback):
 
 class PhaseSampler:
     """Samples VmRSS every 2 ms in a thread and labels each sample with the trainer phase running (the rollout's
-    generate, the selection's no-grad passes, the loss forward + backward); :meth:`peaks` = the largest RSS above
+    video processor, generate, the selection's no-grad passes, the loss forward + backward); :meth:`peaks` = the largest RSS above
     ``before`` per phase during the measured step."""
+
+    PHASES = {  # trainer method -> the plan's phase it runs
+        "_tokenize_prompts": "inputs (video processor)",
+        "_generate_single_turn": "rollout (generate)",
+        "_attach_selection": "scoring (no grad)",
+        "_compute_loss": "loss (forward+backward)",
+    }
 
     def __init__(self, trainer, window):
         import threading
@@ -147,11 +154,8 @@ class PhaseSampler:
         self.window, self.phase, self.samples = window, "other", []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        for name, label in (("_generate_single_turn", "rollout (generate)"), ("_attach_selection",
-                            "scoring (no grad)"), ("_compute_loss", "loss (forward+backward)"),
-                            ("_backward_phase", None)):  # fmt: skip
-            if label is not None:
-                setattr(trainer, name, self._labelled(getattr(trainer, name), label))
+        for name, label in self.PHASES.items():
+            setattr(trainer, name, self._labelled(getattr(trainer, name), label))
         backward = trainer.accelerator.backward
         trainer.accelerator.backward = self._labelled(backward, "loss (forward+backward)")
 

@@ -40,6 +40,7 @@ def test_passes_per_method():
     # old log-probs only when generation and optimizer steps are misaligned
     assert "old_logps" in passes(method="grpo", steps_per_generation=3, gradient_accumulation_steps=8)[1]
     assert "ref_logps" not in passes(method="grpo", beta=0.0)[1]
+    assert "old_logps" in passes(method="grpo", use_vllm=True)[1]  # TRL's importance sampling with vLLM
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +85,15 @@ def test_lora_checkpointing_and_batch(seven_b):
     )
     frozen = estimate(seven_b, freeze_vision=True)
     assert frozen.parts["optimizer (AdamW moments)"] == 4 * (seven_b.params - seven_b.vision_params)
+
+
+def test_vllm_colocate_reserves_its_share(seven_b):
+    hf = estimate(seven_b, Setup(gpus=8, zero=3, gpu_mem_gib=80))
+    vllm = estimate(
+        seven_b, Setup(gpus=8, zero=3, gpu_mem_gib=80), use_vllm=True, vllm_gpu_memory_utilization=0.4
+    )
+    assert vllm.parts["vLLM reservation (0.4 x GPU)"] == 0.4 * 80 * GiB
+    assert vllm.phases["rollout (generate)"] < hf.phases["rollout (generate)"]  # no KV cache in the trainer
 
 
 def test_a_seven_b_full_fine_tune_does_not_fit_one_80gb_gpu(seven_b):

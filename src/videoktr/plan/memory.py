@@ -4,7 +4,8 @@ Passes (per process, per generation batch of ``R = per_device_train_batch_size *
 counted from ``training/`` and TRL 1.16's ``GRPOTrainer``:
 
 - rollout: one ``generate`` (prefill: the vision tower on all R rows' videos; then up to ``max_completion_length``
-  decode steps); ``t_grpo`` adds one more ``generate`` on frame-shuffled prompts (``tgrpo_num_shuffled`` rows each);
+  decode steps; with ``use_vllm`` (colocate) in vLLM, whose ``vllm_gpu_memory_utilization`` share of ``--gpu-mem``
+  is then a static part, and TRL recomputes the old log-probs for its importance sampling); ``t_grpo`` adds one more ``generate`` on frame-shuffled prompts (``tgrpo_num_shuffled`` rows each);
 - TRL: the old-policy log-probs (one LM pass, vision inside) only when ``gradient_accumulation_steps`` is not a
   multiple of ``steps_per_generation * num_iterations``; the reference log-probs (one LM pass of the reference
   model, vision inside) when ``beta != 0``;
@@ -75,7 +76,8 @@ def count_passes(t: dict) -> Passes:
     p.vision["rollout"] = 1
     if method == "t_grpo":
         p.generate, p.vision["rollout"] = 2, 2
-    if ga % (spg * iters):
+    vllm_is = t.get("use_vllm") and t.get("vllm_importance_sampling_correction", True)
+    if ga % (spg * iters) or vllm_is:  # with vLLM, TRL always recomputes them for its importance sampling
         p.vision["old_logps"] = p.lm["old_logps"] = 1
     if float(t["beta"]) != 0.0:
         p.vision["ref_logps"] = p.lm["ref_logps"] = 1
@@ -149,6 +151,9 @@ def estimate_memory(t: dict, sizes, tokens, setup: Setup, lora: dict | None, fre
     else:  # torch AdamW: two moments in the parameter dtype (+ float32 LoRA adapters)
         parts["optimizer (AdamW moments)"] = trainable * 2 * (4 if lora else wb)
     grads = trainable * (4 if lora else wb) / shard_g
+    if t.get("use_vllm"):  # colocate: vLLM reserves this share of the GPU (weights copy + its KV cache)
+        share = float(t.get("vllm_gpu_memory_utilization") or 0.3)
+        parts[f"vLLM reservation ({share:g} x GPU)"] = share * (setup.gpu_mem_gib or 0) * GiB
     static = int(sum(parts.values()))
 
     L, P, T = tokens.sequence, tokens.prompt_tokens, tokens.completion_tokens
@@ -175,7 +180,9 @@ def estimate_memory(t: dict, sizes, tokens, setup: Setup, lora: dict | None, fre
     # the video processor on the generation batch (one call per row, G rows per video): ~3 float32 copies of the
     # frames (converted, normalised, patchified) + the decoded uint8 frames (measured: benchmarks/plan_memory.py)
     phases = {"inputs (video processor)": 3.25 * pixels, "rollout (generate)": pixels + kv_cache + prefill}
-    if t["method"] == "t_grpo":
+    if t.get("use_vllm"):  # generation runs inside vLLM's reservation; only the batch's inputs stay here
+        phases["rollout (generate)"] = pixels
+    elif t["method"] == "t_grpo":
         shuffled = (rows // G) * int(t.get("tgrpo_num_shuffled") or max(1, G // 2))
         phases["rollout (generate)"] = max(
             phases["rollout (generate)"], shuffled / rows * (kv_cache + prefill)

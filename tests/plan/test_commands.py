@@ -8,15 +8,12 @@ from pathlib import Path
 import pytest
 
 from videoktr.cli import main
+from videoktr.training.recipe import TOP_LEVEL, read_yaml
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 CONFIG_FILES = sorted(p for p in CONFIGS.rglob("*.yaml") if "accelerate" not in p.parts)
-# training recipes (model + data, or a base recipe); the others are demo / ablation configs of other commands
-RECIPES = [
-    p
-    for p in CONFIG_FILES
-    if any(line.startswith(("model:", "base:")) for line in p.read_text().splitlines())
-]
+# training recipes (only recipe keys, or a base recipe); the others are demo / ablation configs of other commands
+RECIPES = [p for p in CONFIG_FILES if set(read_yaml(p)) <= {*TOP_LEVEL, "base"}]
 PAPER = CONFIGS / "paper" / "qwen2_5_vl_7b_ktr.yaml"
 
 
@@ -34,7 +31,7 @@ def test_plan_runs_on_every_recipe(recipe, capsys):
 
 def test_non_recipe_configs_are_refused_clearly(capsys):
     others = [p for p in CONFIG_FILES if p not in RECIPES]
-    assert {p.name for p in others} >= {"demo.yaml", "synthetic.yaml"}
+    assert {p.name for p in others} >= {"demo.yaml", "frames_demo.yaml", "synthetic.yaml"}
     for path in others:
         assert main(["plan", "--config", str(path), "--model", "tiny"]) == 2
     assert "unknown top-level keys" in capsys.readouterr().err

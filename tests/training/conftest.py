@@ -107,3 +107,52 @@ def snapshot(model) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="session")
 def param_snapshot():
     return snapshot
+
+
+# 2 prompts x G = 3: group ids by row (0, 0, 0, 1, 1, 1) differ from every wrong reading of the row index that a
+# G = 2 batch would hide (row % G, row // 2, ...).
+G3 = 3
+
+
+@pytest.fixture(scope="module")
+def ktr_rollout(make_trainer):
+    """(trainer, batch, captured): one KTR rollout of 2 prompts x G = 3 at temperature 0.7 (alternating rewards,
+    every selection row recorded); per module, as other modules reset accelerate's state a trainer reads. ``captured`` holds what ``_signal_scores`` returned at the rollout: ``scores``,
+    ``signal_valid`` (per signal, (6, T)) and the ``rows`` scored. Tests that change ``trainer.args`` restore them."""
+    trainer = make_trainer(
+        method="ktr", num_generations=G3, per_device_train_batch_size=2 * G3, temperature=0.7,
+        log_selected_examples=-1,
+    )  # fmt: skip
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    captured = spy_signal_scores(trainer)
+    batch = trainer._generate_and_score_completions(repeated_rows(trainer))
+    return trainer, batch, dict(captured)
+
+
+def spy_signal_scores(trainer) -> dict:
+    """Record the (scores, signal_valid) of every ``_signal_scores`` call of ``trainer`` (the last one is kept)."""
+    captured, original = {}, trainer._signal_scores
+
+    def spy(output, forward, video, valid, rows, group):
+        scores, signal_valid = original(output, forward, video, valid, rows, group)
+        captured.update(scores=scores, signal_valid=signal_valid, rows=rows, forward=forward, video=video)
+        return scores, signal_valid
+
+    trainer._signal_scores = spy
+    return captured
+
+
+def batch_rows(batch: dict, rows: torch.Tensor) -> dict:
+    """The generation batch ``batch`` restricted to / reordered by ``rows`` (1-D index): per-row tensors and lists
+    are indexed, everything else (``num_items_in_batch``...) kept, as TRL's shuffle and split do."""
+    n = batch["completion_ids"].size(0)
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, list) and len(value) == n:
+            out[key] = [value[i] for i in rows.tolist()]
+        elif isinstance(value, torch.Tensor) and value.dim() and value.size(0) == n:
+            out[key] = value[rows]
+        else:
+            out[key] = value
+    return out

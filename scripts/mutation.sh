@@ -6,8 +6,9 @@
 # pyproject.toml is this one plus the module's only_mutate and test selection), so results are kept per module and
 # a rerun only retests what changed. Survivors: `cd .mutmut/<module> && mutmut results`, `mutmut show <name>`.
 # Env: MUTMUT_CHILDREN (parallel workers, default 2), PYTHON (default .venv/bin/python, else /work/main's venv),
-# RETEST=1: rerun only the mutants that survived the last run (mutmut keeps earlier verdicts otherwise), e.g. after
-# adding tests that should kill them.
+# RETEST=1: rerun only the mutants that survived the last run (and new ones) (mutmut keeps earlier verdicts otherwise), e.g. after
+# adding tests that should kill them. FALLBACK=0: skip the slow reruns of "no tests" mutants (about 40 s each
+# for the gloo tests on a loaded machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -27,7 +28,7 @@ spec() {
   case "$1" in
     core)         echo 'src/videoktr/core/*.py|tests/core|tests/core/test_selection_distributed.py' ;;
     rewards)      echo 'src/videoktr/rewards/*.py|tests/rewards' ;;
-    eval/scoring) echo 'src/videoktr/eval/scoring.py src/videoktr/eval/scorers/*.py|tests/eval/test_scoring.py tests/eval/test_scorers.py' ;;
+    eval/scoring) echo 'src/videoktr/eval/scoring.py src/videoktr/eval/scorers/*.py|tests/eval/test_scoring.py tests/eval/test_scorers.py tests/eval/test_scorers_mutants.py' ;;
     training)     echo 'src/videoktr/training/config.py|tests/training/test_config.py tests/training/test_recipe.py' ;;
     *) echo "unknown module '$1'; choose from: core rewards eval/scoring training" >&2; return 2 ;;
   esac
@@ -57,12 +58,12 @@ EOF
   start=$(date +%s)
   names=()
   if [ "${RETEST:-0}" = 1 ]; then
-    mapfile -t names < <(cd "$work" && "$PYTHON" -m mutmut results 2>/dev/null | awk -F: '/: survived$/ {gsub(/ /, "", $1); print $1}')
+    mapfile -t names < <(cd "$work" && "$PYTHON" -m mutmut results 2>/dev/null | awk -F: '/: (survived|not checked|no tests)$/ {gsub(/ /, "", $1); print $1}')
     echo "== $module: retesting ${#names[@]} survivors"
   fi
   (cd "$work" && "$PYTHON" -m mutmut run --max-children "${MUTMUT_CHILDREN:-2}" "${names[@]}") || true
   results=$(cd "$work" && "$PYTHON" -m mutmut results 2>/dev/null || true)
-  if [ -n "${fallback:-}" ]; then
+  if [ -n "${fallback:-}" ] && [ "${FALLBACK:-1}" = 1 ]; then
     for name in $(awk -F: '/: no tests$/ {gsub(/ /, "", $1); print $1}' <<<"$results"); do
       if (cd "$work/mutants" && MUTANT_UNDER_TEST=$name PYTHONPATH=$work/mutants/src \
           "$PYTHON" -m pytest -x -p no:cacheprovider $fallback >/dev/null 2>&1); then

@@ -19,7 +19,7 @@ LIBRARIES = (
 )
 OPTIONAL = {
     "deepspeed": "ZeRO-2/3 configs in configs/accelerate/ (GPU)",
-    "vllm": "vLLM evaluation backend (GPU)",
+    "vllm": "video rollouts (use_vllm) and the eval backend; vLLM 0.33.0 only (GPU; docs/vllm.md)",
     "wandb": "report_to=wandb",
     "tensorboard": "report_to=tensorboard",
 }

@@ -78,3 +78,49 @@ def test_vllm_processes_the_request_into_the_trainers_inputs(
     torch.testing.assert_close(
         video_kwargs["pixel_values_videos"].data, expected.to(model_dtype), rtol=0, atol=0
     )
+
+
+@pytest.mark.parametrize(
+    "n_frames, fps, dtype", [(4, 2.0, "bfloat16"), (8, 2.0, "float32"), (8, 0.5, "bfloat16")]
+)
+def test_vllm_mrope_positions_against_the_trainer(tiny, vllm_processor, make_video, n_frames, fps, dtype):
+    """vLLM's own ``get_mrope_input_positions`` on the processed request against transformers' ``get_rope_index``:
+    equal exactly when ``payload.positions_agree`` says so (docs/vllm.md, Known differences)."""
+    from vllm.model_executor.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration as VLLMQwen
+    from vllm.multimodal.inputs import MultiModalFeatureSpec
+    from vllm.multimodal.processing.context import TimingContext
+    from vllm.multimodal.processing.inputs import ProcessorInputs
+
+    from videoktr.vllm.payload import positions_agree
+
+    model, processor = tiny
+    video = make_video(n_frames, n_frames=n_frames, fps=fps)
+    batch = build_video_inputs(processor, ["What happens first?"], [video])
+    ids = batch["input_ids"][0][batch["attention_mask"][0].bool()].tolist()
+    request = video_request(processor, ids, video, None)
+    engine = vllm_processor(dtype)
+    items = engine.info.parse_mm_data(request["multi_modal_data"])
+    inputs = ProcessorInputs(
+        request["prompt_token_ids"], items, hf_processor_mm_kwargs=request["mm_processor_kwargs"]
+    )
+    out = engine.apply(inputs, TimingContext(enabled=False))
+    feature = MultiModalFeatureSpec(
+        data=out["mm_kwargs"]["video"][0],
+        modality="video",
+        identifier="v0",
+        mm_position=out["mm_placeholders"]["video"][0],
+    )
+    host = type("Host", (), {"config": model.config, "iter_mm_grid_thw": VLLMQwen.iter_mm_grid_thw})()
+    theirs, _ = VLLMQwen.get_mrope_input_positions(host, out["prompt_token_ids"], [feature])
+    ours, _ = model.model.get_rope_index(
+        batch["input_ids"],
+        batch["mm_token_type_ids"],
+        video_grid_thw=batch["video_grid_thw"],
+        second_per_grid_ts=batch["second_per_grid_ts"],
+        attention_mask=batch["attention_mask"],
+    )
+    ours = ours[:, 0][:, batch["attention_mask"][0].bool()]
+    grid = batch["video_grid_thw"][0].tolist()
+    tokens_per_second = model.config.vision_config.tokens_per_second
+    agree = positions_agree(grid, 2 / fps, tokens_per_second, processor, getattr(torch, dtype))
+    assert torch.equal(theirs.long(), ours.long()) == agree == (n_frames == 4)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Mutation testing with mutmut 3 (docs/testing.md), one module at a time, each against its own test directory.
 #   pip install -e ".[mutation]"          # once; CI never installs or runs this
-#   scripts/mutation.sh core rewards      # modules: core rewards eval/scoring training (default: all four)
+#   scripts/mutation.sh core rewards      # modules: core rewards eval/scoring training/setup training/rollout
+#                                         # (training = both halves; no argument = all)
 # Each module runs in a scratch copy under .mutmut/<module>/ (src/ and tests/ are symlinks to this tree, the
 # pyproject.toml is this one plus the module's only_mutate and test selection), so results are kept per module and
 # a rerun only retests what changed. Survivors: `cd .mutmut/<module> && mutmut results`, `mutmut show <name>`.
@@ -22,20 +23,27 @@ PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 # module -> files to mutate (fnmatch patterns, relative to the scratch dir) | the tests that judge them | tests for
 # the mutants mutmut finds no test for (its coverage misses code run in subprocesses, e.g. the gloo workers of
 # tests/core/test_selection_distributed.py): each such mutant is rerun against them with MUTANT_UNDER_TEST set.
-# training: only config.py (options, defaults, validation); the trainer and its mixins (selection.py, bonuses.py,
-# rollout.py) are judged by tests/training's tiny-model runs, far too slow to repeat per mutant on 2 cores.
+# training/setup: the options, recipes, data and checkpoint code; training/rollout: the rollout, selection, bonus and
+# loss wiring. mutmut runs, per mutant, only the selected tests that reach the mutated function, so the selection
+# lists the fast tests that judge each file (tiny-model runs only where nothing cheaper can).
 spec() {
   case "$1" in
     core)         echo 'src/videoktr/core/*.py|tests/core|tests/core/test_selection_distributed.py' ;;
     rewards)      echo 'src/videoktr/rewards/*.py|tests/rewards' ;;
     eval/scoring) echo 'src/videoktr/eval/scoring.py src/videoktr/eval/scorers/*.py|tests/eval/test_scoring.py tests/eval/test_scorers.py tests/eval/test_scorers_mutants.py' ;;
-    training)     echo 'src/videoktr/training/config.py|tests/training/test_config.py tests/training/test_recipe.py' ;;
-    *) echo "unknown module '$1'; choose from: core rewards eval/scoring training" >&2; return 2 ;;
+    # training is run in two halves (the set-up code, the rollout/loss wiring); `training` runs both.
+    training/setup)   echo 'src/videoktr/training/config.py|tests/training/test_config.py tests/training/test_recipe.py' ;;
+    training/rollout) echo 'src/videoktr/training/selection.py src/videoktr/training/bonuses.py|tests/training/test_selection_rows.py' ;;
+    *) echo "unknown module '$1'; choose from: core rewards eval/scoring training/setup training/rollout (training = both)" >&2; return 2 ;;
   esac
 }
 
-MODULES=("$@")
-[ ${#MODULES[@]} -gt 0 ] || MODULES=(core rewards eval/scoring training)
+MODULES=()
+for m in "${@:-core rewards eval/scoring training}"; do
+  for m2 in $m; do
+    if [ "$m2" = training ]; then MODULES+=(training/setup training/rollout); else MODULES+=("$m2"); fi
+  done
+done
 for module in "${MODULES[@]}"; do
   IFS='|' read -r mutate tests fallback <<<"$(spec "$module")"
   work=$ROOT/.mutmut/${module//\//_}

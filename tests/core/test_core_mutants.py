@@ -29,7 +29,7 @@ from videoktr.core.perturbations import (
 )
 from videoktr.core.registry import Registry, UnknownNameError
 from videoktr.core.selection import key_token_mask, selection_metrics, soft_token_weights, top_fraction_mask
-from videoktr.core.tw_grpo import tw_token_weights, tw_token_weights_by_group
+from videoktr.core.tw_grpo import _group_divergence, tw_token_weights, tw_token_weights_by_group
 
 
 def exact(message: str) -> str:
@@ -488,3 +488,24 @@ def test_policy_loss_keeps_the_logp_dtype_with_float64_mask_or_weights():
         logp, None, torch.tensor([1.0]), torch.ones(1, 2), token_mask=torch.ones(1, 2, dtype=torch.float64)
     )
     assert loss.dtype == torch.float32
+    # the sampling engine's importance-sampling ratio too: rho = 1, A = 1 -> s = 1; terms -0.5, -2.0 -> mean -1.25
+    loss, _ = policy_loss(
+        logp,
+        None,
+        torch.tensor([1.0]),
+        torch.ones(1, 2),
+        is_ratio=torch.tensor([[0.5, 2.0]], dtype=torch.float64),
+    )
+    assert loss.dtype == torch.float32 and loss.item() == -1.25
+
+
+@pytest.mark.parametrize(
+    "dtype, computed",
+    [(torch.bfloat16, torch.float32), (torch.float32, torch.float32), (torch.float64, torch.float64)],
+)
+def test_tw_divergence_is_computed_in_float32_unless_the_logits_are_float64(dtype, computed):
+    # The (G, c, V) chunk is upcast to float32 only (float64 only for float64 logits): a float64 copy of every
+    # chunk would double the memory the chunking bounds, for rounding-level differences in the weights.
+    logits = torch.randn(2, 3, 5, generator=torch.Generator().manual_seed(0)).to(dtype)
+    d = _group_divergence(logits, torch.ones(2, 3, dtype=torch.bool), 10.0, 1.0, 2)
+    assert d.dtype == computed and d.shape == (3,)

@@ -1,5 +1,8 @@
 """Tests written to kill mutants that survived `scripts/mutation.sh eval/scoring` (docs/testing.md): the regression
-score (MRA), TW-GRPO's partial credit, the scorer checks and lmms-eval's open-answer reading, each worked by hand.
+score (MRA), TW-GRPO's partial credit, the scorer checks and lmms-eval's open-answer reading, each worked by hand;
+then every field and note of a summary, the prediction-file formats and messages, and the reference scorers' corner
+cases (lmms-eval's candidate tie-breaking and key phrases, MMVU's key words, TempCompass' forms), each as the
+upstream code at the commits named in docs/evaluation.md behaves.
 """
 
 from dataclasses import replace

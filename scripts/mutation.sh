@@ -32,7 +32,7 @@ spec() {
     rewards)      echo 'src/videoktr/rewards/*.py|tests/rewards' ;;
     eval/scoring) echo 'src/videoktr/eval/scoring.py src/videoktr/eval/scorers/*.py|tests/eval/test_scoring.py tests/eval/test_scorers.py tests/eval/test_scorers_mutants.py' ;;
     # training is run in two halves (the set-up code, the rollout/loss wiring); `training` runs both.
-    training/setup)   echo 'src/videoktr/training/config.py|tests/training/test_config.py tests/training/test_recipe.py' ;;
+    training/setup)   echo 'src/videoktr/training/config.py src/videoktr/training/recipe.py src/videoktr/training/data.py src/videoktr/training/checkpoint.py src/videoktr/training/callbacks.py src/videoktr/training/commands.py src/videoktr/training/sft.py|tests/training/test_config.py tests/training/test_config_mutants.py tests/training/test_recipe.py tests/training/test_recipe_mutants.py tests/training/test_data.py tests/training/test_checkpoint_mutants.py tests/training/test_setup_mutants.py tests/training/test_resume.py::test_newest_complete_checkpoint_is_chosen_and_incomplete_ones_named tests/training/test_resume.py::test_resume_without_any_checkpoint_is_a_user_error tests/training/test_resume.py::test_checkpoint_of_another_model_is_refused tests/training/test_resume.py::test_saved_keys_are_renamed_to_the_model_layout' ;;
     training/rollout) echo 'src/videoktr/training/selection.py src/videoktr/training/bonuses.py|tests/training/test_selection_rows.py' ;;
     *) echo "unknown module '$1'; choose from: core rewards eval/scoring training/setup training/rollout (training = both)" >&2; return 2 ;;
   esac

@@ -458,3 +458,113 @@ def test_finished_run_reads_what_the_demo_needs(tiny_model_dir, tmp_path):
     done = C.finished_run(run, {"global_step": 4})
     assert done.state.global_step == 4 and done.state.log_history == [{"step": 1, "loss": 0.5}]
     assert done.args.output_dir == str(run) and done.processing_class.tokenizer is not None
+
+
+def test_every_incomplete_checkpoint_is_listed_on_its_line(tmp_path):
+    folder(tmp_path / "checkpoint-1", "model.safetensors", state=None)
+    folder(tmp_path / "checkpoint-2", *FULL[1:])
+    assert message(C.resolve_resume, True, tmp_path) == (
+        f"resume_from_checkpoint=true: no complete checkpoint-N in {tmp_path}\n"
+        f"  {tmp_path / 'checkpoint-2'}: missing model weights\n"
+        f"  {tmp_path / 'checkpoint-1'}: missing trainer_state.json, optimizer.pt, videoktr_state.pt\n"
+        "start a fresh run with resume_from_checkpoint=null (or another output_dir), or pass a checkpoint path"
+    )
+
+
+class Payload:
+    """Not a tensor, container or number: what ``weights_only=True`` refuses to unpickle."""
+
+
+def test_saved_weights_are_never_unpickled_as_code(tmp_path):
+    import pickle
+
+    for name in ("pytorch_model.bin", "pytorch_model.bin.index.json"):
+        path = folder(tmp_path / name)
+        torch.save({"a": torch.ones(1), "b": Payload()}, path / "w.bin")
+        if name.endswith(".json"):
+            (path / name).write_text(json.dumps({"weight_map": {"a": "w.bin"}}))
+        else:
+            (path / "w.bin").rename(path / name)
+        with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+            C._read_state_dict(path)
+
+
+def test_base_model_keys_get_the_models_prefix(tiny_model_dir):
+    # a checkpoint of the inner model (keys visual.*, language_model.*) loads into the full model: the base
+    # model prefix "model." is added where the prefixed key is the model's
+    from videoktr.models.tiny import load_model_and_processor
+
+    model, _ = load_model_and_processor(tiny_model_dir)
+    inner = model.model.state_dict()
+    assert any(k.startswith("language_model.") for k in inner)
+    assert list(C.to_model_keys(model, dict(inner))) == [f"model.{k}" for k in inner]
+
+
+class Module(torch.nn.Module):
+    """Tied weights and two zero-element tensors: the cases of the required-key rule."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Linear(2, 2, bias=False)
+        self.b = torch.nn.Linear(2, 2, bias=False)
+        self.b.weight = self.a.weight  # tied: loaded through its first name, "a.weight"
+        self.e1 = torch.nn.Parameter(torch.empty(0))
+        self.e2 = torch.nn.Parameter(torch.empty(0))
+        self.c = torch.nn.Linear(2, 1)
+
+
+def test_required_keys_of_tied_and_empty_tensors(tmp_path, monkeypatch):
+    monkeypatch.setattr(C, "to_model_keys", lambda model, state: dict(state))  # no renaming for this module
+    model = Module()
+    full = {"a.weight": torch.full((2, 2), 3.0), "e1": torch.empty(0), "e2": torch.empty(0)}
+    full |= {"c.weight": torch.ones(1, 2), "c.bias": torch.ones(1)}
+    save_file(full, str(folder(tmp_path / "ok") / "model.safetensors"))
+    assert C.load_model_weights(model, tmp_path / "ok")
+    assert model.b.weight.tolist() == [[3.0, 3.0], [3.0, 3.0]]  # through the tie
+    # each empty tensor is its own key (they share no storage): e2 missing is refused
+    save_file(
+        {k: v for k, v in full.items() if k != "e2"}, str(folder(tmp_path / "no_e2") / "model.safetensors")
+    )
+    assert message(C.load_model_weights, model, tmp_path / "no_e2") == (
+        f"checkpoint {tmp_path / 'no_e2'} does not match the model: 1 missing keys (e.g. ['e2']), 0 unexpected "
+        "keys (e.g. []); resume with the model it was trained from"
+    )
+    # 5 required keys missing, 4 unexpected: three of each are named
+    other = {f"x{i}": torch.zeros(1) for i in range(4)}
+    save_file(other, str(folder(tmp_path / "other") / "model.safetensors"))
+    assert message(C.load_model_weights, model, tmp_path / "other") == (
+        f"checkpoint {tmp_path / 'other'} does not match the model: 5 missing keys (e.g. ['a.weight', 'c.bias', "
+        "'c.weight']), 4 unexpected keys (e.g. ['x0', 'x1', 'x2']); resume with the model it was trained from"
+    )
+
+
+def test_the_dataset_reaches_trls_sampler(tmp_path):
+    trainer = Trainer(tmp_path)
+    seen = []
+    trainer.sampler = RepeatSampler(list(range(2)), mini_repeat_count=1)
+    Engine._get_train_sampler = lambda self, dataset=None: seen.append(dataset) or self.sampler
+    try:
+        trainer._get_train_sampler("data")
+    finally:
+        Engine._get_train_sampler = lambda self, dataset=None: self.sampler
+    assert seen == ["data"]
+
+
+def test_the_rollout_buffer_is_restored_whole(tmp_path):
+    # the buffer holds whatever TRL's rollout returned; our own file is unpickled in full (weights_only=False)
+    source = Trainer(tmp_path)
+    source._buffered_inputs = [{"payload": Payload()}]
+    (tmp_path / "ck").mkdir()
+    source._save_rng_state(str(tmp_path / "ck"))
+    resumed = Trainer(tmp_path)
+    resumed._load_rng_state(str(tmp_path / "ck"))
+    assert isinstance(resumed._buffered_inputs[0]["payload"], Payload)
+
+
+def test_a_line_without_a_step_is_kept_at_step_1(tmp_path):
+    log = tmp_path / "selection.jsonl"
+    log.write_text('{"r": 1}\n{"step": 1}\n')
+    trainer = Trainer(tmp_path)
+    trainer.state.global_step = 1
+    trainer._truncate_selection_log()
+    assert log.read_text() == '{"r": 1}\n'

@@ -279,3 +279,13 @@ def test_selection_views(tmp_path):
     assert ktr.selection_fractions == {"visual": 0.2, "temporal": 0.3, "entropy": 0.4}
     assert config(tmp_path, method="entropy").selection_signals == ["entropy"]
     assert config(tmp_path, method="t_grpo").selection_signals == []
+
+
+def test_tw_grpo_settings_line_lists_its_own_options(tmp_path):
+    # tw_grpo: alpha and the weight-gradient switch are part of the loss; no scope (no selection)
+    assert config(
+        tmp_path, method="tw_grpo", tw_alpha=1.5, tw_weight_grad=False
+    ).effective_loss_settings() == (
+        "method=tw_grpo, aggregation=token-mean (method default), epsilon=0.2, epsilon_high=0.28 (method default), "
+        "beta=0.0 (method default), tw_alpha=1.5, tw_weight_grad=False"
+    )

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any, Literal
 
 import pytest
+import torch
 import yaml
 
 from videoktr.errors import UserError
@@ -341,8 +342,6 @@ def test_load_model_options(tiny_model_dir, tmp_path):
     assert visual and all(not p.requires_grad for p in frozen.model.visual.parameters())
     assert all(p.requires_grad for p in frozen.parameters() if id(p) not in visual)
     # model_init_kwargs load through TRL's create_model_from_path, as TRL loads the reference model
-    import torch
-
     loaded, processor, _ = R.load_model(str(tiny_model_dir), init_kwargs={"dtype": "bfloat16"})
     assert next(loaded.parameters()).dtype == torch.bfloat16 and processor is not None
     assert message(R.load_model, str(tmp_path), init_kwargs={"dtype": "float32"}).startswith(
@@ -367,3 +366,98 @@ def test_build_trainer_with_an_eval_file_writes_both_skip_logs(make_trainer, syn
     assert (out / "skipped_videos.jsonl").read_text() == ""  # every training video is usable
     assert trainer.skipped_videos == [] and "data/skipped_videos" not in trainer._metrics["train"]
     assert trainer.reward_funcs and trainer.args.eval_strategy == "steps"
+
+
+def test_every_known_field_is_checked_after_an_unknown_one():
+    # unknown keys are the caller's to report, and must not stop the check of the fields after them
+    assert (
+        message(R.check_field_types, Options, {"unknown": 1, "count": "x"}, "")
+        == "count='x': expected an integer"
+    )
+
+
+def test_sft_data_is_checked_as_sft(synthetic_data):
+    # kind="sft" asks for the reasoning an SFT record trains on; RL records have none
+    data = {"train": str(synthetic_data["train"]), "root": str(synthetic_data["root"])}
+    text = message(R.check_training_data, Recipe(model="m", data=data), kind="sft")
+    assert "process: an SFT record needs non-empty reasoning '<think>...</think>'" in text
+    sft = {**data, "train": str(synthetic_data["train_sft"])}
+    assert len(R.check_training_data(Recipe(model="m", data=sft), kind="sft")[0]) == 2
+
+
+def test_model_init_kwargs_load_once_as_trl_loads_the_reference(tiny_model_dir, monkeypatch):
+    import trl.trainer.utils
+
+    import videoktr.models.tiny
+
+    created, plain_loads = [], []
+    original_create, original_load = (
+        trl.trainer.utils.create_model_from_path,
+        videoktr.models.tiny.load_model_and_processor,
+    )
+    monkeypatch.setattr(
+        trl.trainer.utils,
+        "create_model_from_path",
+        lambda p, **kw: created.append((p, kw)) or original_create(p, **kw),
+    )
+    monkeypatch.setattr(
+        videoktr.models.tiny, "load_model_and_processor", lambda p: plain_loads.append(p) or original_load(p)
+    )
+    R.load_model(str(tiny_model_dir), init_kwargs={"dtype": "float32"})
+    R.load_model(str(tiny_model_dir), init_kwargs={"dtype": "float32", "trust_remote_code": True})
+    # trust_remote_code=False unless the recipe says otherwise (TRL's create_model_from_path default for the
+    # reference model); the checkpoint is loaded once, not first by the plain loader too
+    assert created == [
+        (str(tiny_model_dir), {"trust_remote_code": False, "dtype": "float32"}),
+        (str(tiny_model_dir), {"trust_remote_code": True, "dtype": "float32"}),
+    ]
+    assert plain_loads == []
+
+
+def test_build_trainer_honours_the_model_options(make_trainer, tmp_path):
+    # model_init_kwargs, freeze_vision and a nested output_dir that does not exist yet
+    out = tmp_path / "a" / "b"
+    frozen = make_trainer(
+        recipe={"freeze_vision": True}, output_dir=str(out), model_init_kwargs={"dtype": "bfloat16"}
+    )
+    assert (out / "skipped_videos.jsonl").is_file()
+    visual = frozen.model.model.visual
+    assert all(not p.requires_grad for p in visual.parameters())
+    assert all(p.requires_grad for n, p in frozen.model.named_parameters() if ".visual." not in f".{n}")
+    assert next(frozen.model.parameters()).dtype == torch.bfloat16
+    lora = make_trainer(recipe={"lora": {"r": 2, "target_modules": ["q_proj"]}})
+    assert lora.model.peft_config["default"].r == 2
+
+
+def test_build_trainer_with_a_given_model(tiny_model_dir, synthetic_data, tmp_path):
+    from videoktr.models.tiny import load_model_and_processor
+
+    def reward(completions, **kwargs):
+        return [0.0] * len(completions)
+
+    model, processor = load_model_and_processor(tiny_model_dir)
+    trainer_fields = dict(
+        output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none", num_generations=2,
+        per_device_train_batch_size=2, max_completion_length=8, video_frames=4, video_max_pixels=56 * 112,
+        prompt_template="short", length_bonus=False, accuracy_reward="reward",
+    )  # fmt: skip
+    recipe = Recipe(
+        model="unused", data={"train": str(synthetic_data["train"]), "root": str(synthetic_data["root"])},
+        rewards=[reward], trainer=trainer_fields,
+    )  # fmt: skip
+    trainer = R.build_trainer(recipe, model=model, processor=processor)
+    assert trainer.model is model and not hasattr(trainer.model, "peft_config")
+
+
+def test_sampling_decides_which_videos_are_usable(make_trainer, synthetic_data, tmp_path):
+    # 8-frame videos cannot give 10 frames: every training video is skipped, and so is every eval video
+    with pytest.raises(UserError, match=r"^no usable record: all 2 were skipped"):
+        make_trainer(video_frames=10)
+    records = json.loads(synthetic_data["train"].read_text())
+    chosen = tmp_path / "chosen.json"  # explicit frames are checked against the video, not the sampling
+    chosen.write_text(json.dumps([{**r, "frame_indices": [0, 1]} for r in records]))
+    data = {"train": str(chosen), "root": str(synthetic_data["root"]), "eval": str(synthetic_data["train"])}
+    with pytest.raises(UserError, match=r"^no usable record: all 2 were skipped"):
+        make_trainer(
+            data=data, video_frames=10, eval_strategy="steps", eval_steps=1, per_device_eval_batch_size=2
+        )

@@ -549,3 +549,109 @@ def test_run_sft_wiring(monkeypatch, processor, sft_records, synthetic_data):
     with pytest.raises(UserError, match="needs non-empty 'process'"):
         sft.run_sft("m", processor, [sft_records[0], {"problem_id": "x"}], "r", SAMPLING, SimpleNamespace())
     assert made == []  # refused before the Trainer is built
+
+
+def test_skips_are_named_by_problem_id_with_the_decoder_reason(records, synthetic_data, caplog):
+    total = probe_video(synthetic_data["root"] / records[0]["path"]).total_frames
+    outside = {**records[0], "frame_indices": [0, total]}
+    with caplog.at_level(logging.WARNING, logger="videoktr.training.data"):
+        prepared = D.prepare_rl_rows([outside, records[1]], synthetic_data["root"], SAMPLING, "short")
+    path = synthetic_data["root"] / records[0]["path"]
+    reason = (
+        f"cannot decode video {path}: frame indices [0, {total}] fall outside the video's {total} frames "
+        f"(0..{total - 1})"
+    )
+    assert prepared.skipped == [{"problem_id": records[0]["problem_id"], "path": str(path), "reason": reason}]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"skipping record {records[0]['problem_id']}: {reason}"
+    ]
+
+
+def test_no_usable_record_shows_the_first_skip_only(records, synthetic_data):
+    gone = [{**records[i], "path": f"videos/gone{i}.mp4"} for i in (0, 1)]
+    text = message(D.prepare_rl_rows, gone, synthetic_data["root"], SAMPLING, "short")
+    assert text.startswith(
+        f"no usable record: all 2 were skipped (first: [{{'problem_id': '{records[0]['problem_id']}'"
+    )
+    assert "gone0.mp4" in text and "gone1.mp4" not in text
+
+
+def test_progress_bar_columns():
+    trainer = SimpleNamespace(remove_callback=lambda c: None, added=[])
+    trainer.add_callback = trainer.added.append
+    callbacks.quiet_progress(trainer, "RL")
+    assert [type(c).__name__ for c in trainer.added[0].progress.columns] == [
+        "TextColumn", "BarColumn", "MofNCompleteColumn", "TimeElapsedColumn", "TextColumn",
+    ]  # fmt: skip
+
+
+def test_fsdp_on_cpu_is_refused_before_anything_loads(tmp_path, monkeypatch):
+    import videoktr.training.recipe
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setattr(videoktr.training.recipe, "build_trainer", lambda *a, **k: pytest.fail("built"))
+    recipe_path = tmp_path / "r.yaml"
+    recipe_path.write_text(
+        f"model: m\ndata: {{train: t.json}}\ntrainer: {{output_dir: {tmp_path}, use_cpu: true}}\n"
+    )
+    args = SimpleNamespace(list_fields=False, config=str(recipe_path), skip_plan_check=True, overrides=[])
+    assert message(commands.run, args).startswith("an FSDP accelerate config with use_cpu: ")
+
+
+def test_resume_needs_the_optimizer_unless_only_the_model_is_saved(tmp_path, monkeypatch):
+    import videoktr.training.recipe
+
+    monkeypatch.setattr(videoktr.training.recipe, "build_trainer", lambda *a, **k: pytest.fail("built"))
+    out = tmp_path / "out"
+    (out / "checkpoint-3").mkdir(parents=True)
+    for name in ("model.safetensors", "trainer_state.json"):
+        (out / "checkpoint-3" / name).write_text("{}")
+    recipe_path = tmp_path / "r.yaml"
+    recipe_path.write_text(
+        f"model: m\ndata: {{train: t.json}}\ntrainer: {{output_dir: {out}, use_cpu: true}}\n"
+    )
+    args = SimpleNamespace(
+        list_fields=False,
+        config=str(recipe_path),
+        skip_plan_check=True,
+        overrides=["resume_from_checkpoint=true"],
+    )
+    assert message(commands.run, args).startswith("resume_from_checkpoint=true: no complete checkpoint-N in ")
+
+
+def test_sft_collator_defaults_and_pad_token(processor, sft_records, synthetic_data):
+    collator = sft.SFTCollator(processor, synthetic_data["root"], SAMPLING)
+    assert collator.template == "video-r1" and collator._cache == {}
+    collator.pad_id = 7  # the tiny tokenizer's pad id is 0, as the default fill: use another to see it
+    batch = collator([{**sft_records[0], "process": "<think>x</think>"}, sft_records[1]])
+    a = collator.example({**sft_records[0], "process": "<think>x</think>"})
+    pad = batch["input_ids"].shape[1] - a["input_ids"].numel()
+    assert pad > 0 and batch["input_ids"][0].tolist()[-pad:] == [7] * pad
+
+
+def test_sft_pixel_budget_comes_from_the_sampling(processor, sft_records, synthetic_data):
+    # 56x112 frames within a 28*56-pixel budget are resized to 28x56: 2x4 patches of 14 pixels
+    small = VideoSamplingConfig(num_frames=4, max_pixels=28 * 56)
+    example = sft.SFTCollator(processor, synthetic_data["root"], small, "short").example(sft_records[0])
+    assert example["video_grid_thw"].tolist() == [[2, 2, 4]]
+
+
+def test_sft_without_timestamps_per_grid(processor, sft_records, synthetic_data, monkeypatch):
+    # Qwen3-VL / Qwen3.5 processors write the timestamps in the text: no second_per_grid_ts in the example or batch
+    import videoktr.models.qwen2_5_vl as qwen
+
+    original = qwen.build_video_inputs
+
+    def without(*args, **kwargs):
+        inputs = dict(original(*args, **kwargs))
+        inputs.pop("second_per_grid_ts")
+        return inputs
+
+    monkeypatch.setattr(qwen, "build_video_inputs", without)
+    collator = sft.SFTCollator(processor, synthetic_data["root"], SAMPLING, "short")
+    assert "second_per_grid_ts" not in collator.example(sft_records[0])
+    assert "second_per_grid_ts" not in collator([sft_records[0]])
+    with_ts = sft.SFTCollator(processor, synthetic_data["root"], SAMPLING, "short", cache_examples=False)
+    monkeypatch.setattr(qwen, "build_video_inputs", original)
+    one = with_ts([sft_records[0]])  # a batch of one example
+    assert one["second_per_grid_ts"].shape == (1,) and one["input_ids"].shape[0] == 1

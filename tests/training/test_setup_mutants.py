@@ -336,7 +336,7 @@ def test_train_arguments():
     }
 
 
-def test_list_fields_prints_our_fields_only(capsys):
+def test_list_fields_prints_our_fields_and_the_trl_fields_we_redefine(capsys):
     import dataclasses
 
     from trl import GRPOConfig
@@ -345,15 +345,18 @@ def test_list_fields_prints_our_fields_only(capsys):
 
     assert commands.run(SimpleNamespace(list_fields=True, config=None)) == 0
     lines = capsys.readouterr().out.splitlines()
+    trl = {f.name: f for f in dataclasses.fields(GRPOConfig)}
     ours = [
-        f
-        for f in dataclasses.fields(KTRConfig)
-        if f.name not in {g.name for g in dataclasses.fields(GRPOConfig)}
+        f for f in dataclasses.fields(KTRConfig) if f.name not in trl or f.metadata != trl[f.name].metadata
     ]
     assert lines == [f"{f.name}: {f.metadata['help']}" for f in ours] + [
         "(plus every trl.GRPOConfig / transformers.TrainingArguments field)"
     ]
-    assert lines[0].startswith("method: Training method: ")
+    names = [line.split(":")[0] for line in lines[:-1]]
+    # KTRConfig's own defaults of these TRL fields differ from TRL's (beta 0.0, loss_type dapo, bias correction on)
+    assert {"beta", "loss_type", "use_bias_correction_kl", "method"} <= set(names)
+    assert "learning_rate" not in names and "num_generations" not in names
+    assert lines[0].startswith("beta: KL coefficient (k3 estimator, every valid token). Default 0.04 ")
 
 
 def test_train_needs_a_config():

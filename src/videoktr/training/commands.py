@@ -11,11 +11,11 @@ def run(args: argparse.Namespace) -> int:
 
         from videoktr.training.config import KTRConfig
 
-        own = {f.name for f in dataclasses.fields(KTRConfig)} - {
-            f.name for f in dataclasses.fields(KTRConfig.__mro__[1])
-        }
+        # ours: the fields KTRConfig adds and the TRL fields it redefines with its own default and help (beta,
+        # loss_type, use_bias_correction_kl); an inherited field is the parent's own Field object
+        parent = {f.name: f for f in dataclasses.fields(KTRConfig.__mro__[1])}
         for f in dataclasses.fields(KTRConfig):
-            if f.name in own:
+            if parent.get(f.name) is not f:
                 print(f"{f.name}: {f.metadata.get('help', '')}")
         print("(plus every trl.GRPOConfig / transformers.TrainingArguments field)")
         return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from videoktr import core
+from videoktr.core.perturbations import shuffle_permutation
 from videoktr.vllm.payload import patch_shuffled_video
 
 
@@ -85,7 +85,7 @@ class RewardBonusMixin:
         for k, row in enumerate(rows):
             grid, rows_pixels = video["video_grid_thw"][row], video["pixel_values_videos"][row]
             t = int(grid[0])
-            perm = core.perturbations.shuffle_permutation(t, self._ktr_generator)
+            perm = shuffle_permutation(t, self._ktr_generator)
             if perm is not None:  # pixel rows are ordered (t, h, w): permute the t blocks of h*w rows
                 rows_pixels = rows_pixels.view(t, -1, rows_pixels.size(-1))[perm].reshape_as(rows_pixels)
             ids += [prompt_ids[k]] * n_shuffled

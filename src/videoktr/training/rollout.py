@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from videoktr import core
+from videoktr.core.perturbations import random_derangement_like
 
 
 def prompt_video_path(prompt: list[dict]) -> str | None:
@@ -181,7 +181,7 @@ class RolloutVideoMixin:
             key = id(decoded)
             if key not in cache:
                 t = decoded.frames.shape[0]
-                perm = core.perturbations.random_derangement_like(t, self._ktr_generator)
+                perm = random_derangement_like(t, self._ktr_generator)
                 pixels = reencode_with_frame_permutation(
                     self.processing_class, [decoded], [perm], self.sampling
                 )

@@ -416,6 +416,14 @@ class SelectionMixin:
 
 
 def _row_minmax(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """One signal's (n, T) scores scaled to [0, 1] per row over its valid tokens, 0 on padding, before the signals
+    are combined by their maximum (soft ``ktr_weighting``). A flat row (every valid score equal: a video whose
+    temporal patches are identical, a single valid token) ranks nothing and maps to 0, so the other signals decide
+    that row's weights; mapped to 1 it would win the maximum at every token and flatten the row's weights.
+    ``core.selection._row_min_max`` maps a flat row to 1 on purpose for another step: it turns the combined score
+    into raw weights that are then normalised to mean 1, where all zeros would leave nothing to normalise; a row flat
+    in every signal reaches it as zeros and gets weight 1 on each valid token (tests/training/test_selection_mutants.py).
+    """
     big = torch.finfo(scores.dtype).max
     lo = scores.masked_fill(~valid, big).amin(dim=1, keepdim=True)
     hi = scores.masked_fill(~valid, -big).amax(dim=1, keepdim=True)

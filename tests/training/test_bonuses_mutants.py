@@ -255,7 +255,7 @@ def test_length_bonus_on_the_accuracy_column(tmp_path):
     assert rewards[:, 1].tolist() == pytest.approx([1.25, 1.0, 0.0, 0.0, 0.0, 1.0])
     assert rewards[:, 0].tolist() == [0.0, 0.0, 1.0, 1.0, 1.0, 1.0] and rewards.dtype == torch.float32
     assert h._metrics["train"]["reward/length_bonus_frac"] == [pytest.approx(1 / 6)]
-    assert h.base_calls[0][3] is ids and not h.generations
+    assert h.base_calls[0] == (rows, prompts, completions(6), ids) and not h.generations
 
 
 @pytest.mark.parametrize("training, expected", [(True, [0, 0, 1, 1, 0, 0]), (False, [1, 0, 1, 0, 0, 0])])
@@ -272,11 +272,13 @@ def test_length_bonus_groups_by_the_modes_group_size(tmp_path, training, expecte
 
 
 def test_length_bonus_min_correct_and_length_ends(tmp_path):
-    # min_correct 1: every correct row with length in [4, 8] (ends included): lengths 4, 8, 3, 9 -> rows 0, 1
-    h = host(tmp_path, [1.0, 1.0, 1.0, 1.0], **{**LENGTH, "length_bonus_min_correct": 1})
-    rows, prompts = rollout(h, [MOVING, STATIC])
-    rewards = h._calculate_rewards(rows, prompts, completions(4), [[7] * n for n in (4, 8, 3, 9)])
-    assert rewards[:, 1].tolist() == pytest.approx([1.25, 1.25, 1.0, 1.0])
+    # min_correct 1: every correct row with length in [4, 8] (ends included): accuracy (1, 1, 1, 0, 1, 1), lengths
+    # (4, 8, 6, 6, 3, 9) -> rows 0, 1 and row 2 (the only correct row of its group); rows 4, 5 out of range.
+    # min_correct 2 would leave row 2 out.
+    h = host(tmp_path, [1.0, 1.0, 1.0, 0.0, 1.0, 1.0], **{**LENGTH, "length_bonus_min_correct": 1})
+    rows, prompts = rollout(h, [MOVING, STATIC, MOVING])
+    rewards = h._calculate_rewards(rows, prompts, completions(6), [[7] * n for n in (4, 8, 6, 6, 3, 9)])
+    assert rewards[:, 1].tolist() == pytest.approx([1.25, 1.25, 1.25, 0.0, 1.0, 1.0])
 
 
 def test_length_bonus_counts_each_processs_lengths(tmp_path):

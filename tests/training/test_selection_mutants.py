@@ -724,3 +724,12 @@ def test_a_row_flat_in_every_signal_weighs_every_token_1(tmp_path, weighting):
     assert torch.allclose(weights[0], torch.ones(5))
     assert torch.allclose(weights[VALID].sum(), torch.tensor(17.0))  # mean 1 over each row's valid tokens
     assert not torch.allclose(weights[2, :4], torch.ones(4))
+
+
+def test_gathered_means_are_taken_in_float32(tmp_path):
+    # 2 processes holding 1.0 and 1.0078125 (neighbouring bfloat16 values): the mean 1.00390625 is exact in float32,
+    # a bfloat16 mean would round it to one of them
+    h = host(tmp_path)
+    h.accelerator.gather = lambda v: torch.cat([v, torch.tensor([1.0078125], dtype=v.dtype)])
+    assert h._gathered_mean(torch.tensor(1.0, dtype=torch.bfloat16)) == 1.00390625
+    assert h._gathered_mean(1.0) == 1.00390625

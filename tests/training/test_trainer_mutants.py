@@ -77,7 +77,7 @@ def grpo_init(monkeypatch):
         self.vllm_generation = SimpleNamespace(llm="the engine")
 
     monkeypatch.setattr(GRPOTrainer, "__init__", init)
-    monkeypatch.setattr(tiny, "vision_token_ids", lambda processor: [9, 7, 9])
+    monkeypatch.setattr(tiny, "vision_token_ids", lambda processor: [9, 7, 9] if processor in ("processor", "p") else [])
     monkeypatch.setattr(trainer_module, "QwenVLForwards", lambda config, processor: ("forwards", config, processor))
     return seen
 
@@ -382,13 +382,14 @@ def test_on_policy_without_old_logps_and_beta_0_ignores_the_reference(tmp_path, 
     batch = micro_batch()
     del batch["old_per_token_logps"]
     batch["ref_per_token_logps"] = torch.full((4, 5), float("nan"))
-    batch["tool_mask"] = torch.tensor([[1, 1, 0, 0, 1]] * 4)
+    batch["tool_mask"] = torch.tensor([[0, 1, 1, 1, 1]] * 4)  # the first token of every row came from a tool
     loss = t._compute_loss(t.model, batch)
     logp, entropy = expected_logp(batch)
     expected, _ = core_loss(t, batch, logp, ref_logp=None)
     assert torch.isfinite(loss) and loss.item() == pytest.approx(expected.item(), rel=1e-6)
-    valid = VALID & batch["tool_mask"].bool()
-    assert t._metrics["train"]["entropy"] == [pytest.approx(entropy[valid].mean().item())]
+    valid = VALID & batch["tool_mask"].bool()  # 13 tokens: entropy 0.5 + 0.1 * 68 / 13 (17 without the tool mask)
+    assert t._metrics["train"]["entropy"] == [pytest.approx(0.5 + 0.1 * 68 / 13)]
+    assert entropy[valid].mean().item() == pytest.approx(0.5 + 0.1 * 68 / 13)
 
 
 def test_soft_weights_travel_with_the_rows(tmp_path, monkeypatch):
@@ -468,6 +469,9 @@ def test_rollout_passes_use_the_rollout_video(tmp_path, monkeypatch):
                         lambda self, *a, **kw: called.append((a, kw)) or ("trl",))  # fmt: skip
     assert t._get_per_token_logps_and_entropies(t.model, ids[:2], mask[:2], 5, compute_aux_loss=True) == ("trl",)
     assert called[0][1]["compute_aux_loss"] is True and called[0][1]["batch_size"] is None
+    t._get_per_token_logps_and_entropies(t.model, ids[:2], mask[:2], 5, batch_size=3, pixel_values="px")
+    assert called[1][1]["compute_aux_loss"] is False and called[1][1]["batch_size"] == 3
+    assert called[1][1]["pixel_values"] == "px"
     assert called[0][1]["compute_entropy"] is False and torch.equal(called[0][0][1], ids[:2])
 
 
@@ -477,8 +481,9 @@ def test_full_logits_at_the_sampling_temperature(tmp_path, monkeypatch):
     ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
     mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
     video = {"pixel_values_videos": batch["pixel_values_videos"], "second_per_grid_ts": batch["second_per_grid_ts"]}
-    logits = t._full_logits(t.model, ids, mask, 5, video, None, pixel_values="px")
-    assert torch.equal(logits, fake_logits(ids, mask, 5, None, video, temperature=0.6))
+    feats = batch["pixel_values_videos"]
+    logits = t._full_logits(t.model, ids, mask, 5, video, feats, pixel_values="px")
+    assert torch.equal(logits, fake_logits(ids, mask, 5, feats, video, temperature=0.6))
     (call,) = t.forwards.named("full_logits")
     assert call["image_kwargs"] == {"pixel_values": "px"} and call["temperature"] == 0.6
 
@@ -515,3 +520,50 @@ def test_tw_grpo_with_no_valid_token_logs_no_weight(tmp_path, monkeypatch):
     batch["completion_mask"] = torch.zeros(4, 5, dtype=torch.long)
     t._compute_loss(t.model, batch)
     assert "tw/weight_mean" not in t._metrics["train"]
+
+
+def ratios_batch(t, batch, ratios=(0.7, 0.85, 1.0, 1.25, 1.4)):
+    """old log-probs such that the ratio pi / pi_old of position k is ratios[k] in every row."""
+    logp, _ = expected_logp(batch)
+    batch["old_per_token_logps"] = logp - torch.log(torch.tensor(ratios))
+    return logp
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"epsilon": 0.1, "epsilon_high": 0.3},  # ratios 0.85 (A < 0) and 1.25 (A > 0) are clipped only by these
+        {"beta": 0.1},
+        {"beta": 1.0},
+        {"loss_type": "dr_grpo"},  # divides by rows * max_completion_length (5)
+    ],
+)
+def test_loss_settings_reach_the_core_loss(tmp_path, monkeypatch, fields):
+    t = loss_host(tmp_path, monkeypatch, **fields)
+    batch = micro_batch()
+    logp = ratios_batch(t, batch)
+    expected, _ = core_loss(t, batch, logp)
+    assert t._compute_loss(t.model, batch).item() == pytest.approx(expected.item(), rel=1e-6)
+    default, _ = core_loss(t, batch, logp, beta=0.04, eps_low=0.2, eps_high=0.2, max_completion_length=None,
+                           aggregation="seq-mean-token-mean")  # fmt: skip
+    assert expected.item() != pytest.approx(default.item(), rel=1e-6)  # the check can fail
+
+
+def test_token_mean_global_of_a_single_token(tmp_path, monkeypatch):
+    # one valid token in the micro-batch and in the whole batch (num_items 1): loss * 1 / (1 * 1 / 1) = the token's
+    t = loss_host(tmp_path, monkeypatch, loss_type="dapo")
+    batch = micro_batch()
+    batch["completion_mask"] = torch.zeros(4, 5, dtype=torch.long)
+    batch["completion_mask"][0, 1] = 1
+    batch["num_items_in_batch"] = torch.tensor(1.0)
+    logp = ratios_batch(t, batch)
+    expected, _ = core_loss(t, batch, logp, aggregation="token-mean")
+    assert expected.item() != 0
+    assert t._compute_loss(t.model, batch).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_tw_grpo_weight_metric_in_eval(tmp_path, monkeypatch):
+    t = loss_host(tmp_path, monkeypatch, method="tw_grpo")
+    t.model.training = False
+    t._compute_loss(t.model, micro_batch())
+    assert "tw/weight_mean" in t._metrics["eval"] and not t._metrics["train"]

@@ -82,7 +82,9 @@ class FakeForwards:
         self._check(model, kw)
         self.calls.append(("token_logps", dict(input_ids=input_ids, attention_mask=attention_mask,
                                                logits_to_keep=logits_to_keep, video=video, features=features, **kw)))  # fmt: skip
-        logp = fake_logps(input_ids, attention_mask, logits_to_keep, features, video, kw.get("keep_positions"))
+        logp = fake_logps(
+            input_ids, attention_mask, logits_to_keep, features, video, kw.get("keep_positions")
+        )
         return logp, fake_entropy(input_ids, logits_to_keep) if kw.get("compute_entropy") else None
 
     def full_logits(self, model, input_ids, attention_mask, logits_to_keep, video, features, **kw):
@@ -91,7 +93,9 @@ class FakeForwards:
                                                logits_to_keep=logits_to_keep, video=video, features=features, **kw)))  # fmt: skip
         if video is not None:
             assert len(video["pixel_values_videos"]) == input_ids.size(0), "video rows != input rows"
-        return fake_logits(input_ids, attention_mask, logits_to_keep, features, video, kw.get("temperature", 1.0))
+        return fake_logits(
+            input_ids, attention_mask, logits_to_keep, features, video, kw.get("temperature", 1.0)
+        )
 
     def image_features(self, inner, pixel_values, grid):
         if self.policy is not None:
@@ -166,7 +170,9 @@ class HostBase:
         assert model is self.model
         self.logp_calls.append(dict(input_ids=input_ids, attention_mask=attention_mask,
                                     logits_to_keep=logits_to_keep, **kw))  # fmt: skip
-        logp = fake_logps(input_ids, attention_mask, logits_to_keep, kw.get("video_features"), kw.get("video"))
+        logp = fake_logps(
+            input_ids, attention_mask, logits_to_keep, kw.get("video_features"), kw.get("video")
+        )
         entropy = fake_entropy(input_ids, logits_to_keep) if kw.get("compute_entropy") else None
         return logp, entropy, None
 

@@ -47,7 +47,10 @@ def answer(prompts, completions, solution, **columns):
     assert all(p == prompts[0] for p in prompts) and set(columns) == {"problem_id"}
     assert len(completions) == len(prompts) == len(solution) == len(columns["problem_id"])  # TRL's contract
     assert all(c[0]["role"] == "assistant" for c in completions)
-    return [None if c[0]["content"] == "skip" else float(c[0]["content"] == s) for c, s in zip(completions, solution)]
+    return [
+        None if c[0]["content"] == "skip" else float(c[0]["content"] == s)
+        for c, s in zip(completions, solution)
+    ]
 
 
 def host(tmp_path, acc, fmt=None, group=2, **fields):
@@ -65,7 +68,11 @@ def host(tmp_path, acc, fmt=None, group=2, **fields):
 
 def rollout(h, videos, group=2):
     """Rows, prompts and the rollout's video of ``len(videos)`` prompts x ``group``."""
-    rows = [{"prompt": f"q{p}", "solution": "right", "problem_id": p} for p in range(len(videos)) for _ in range(group)]
+    rows = [
+        {"prompt": f"q{p}", "solution": "right", "problem_id": p}
+        for p in range(len(videos))
+        for _ in range(group)
+    ]
     pixels = [v for v in videos for _ in range(group)]
     h._rollout_video = {
         "pixel_values_videos": pixels,
@@ -78,7 +85,11 @@ def rollout(h, videos, group=2):
     def tokenize(prompts):
         h.tokenized.append(list(prompts))
         h._rollout_video = None  # TRL's tokenizer path replaces it
-        return [[100 + int(p[1:])] for p in prompts], None, {"mm_token_type_ids": [[0, int(p[1:])] for p in prompts]}
+        return (
+            [[100 + int(p[1:])] for p in prompts],
+            None,
+            {"mm_token_type_ids": [[0, int(p[1:])] for p in prompts]},
+        )
 
     def generate(ids, images, batch, n):
         h.generations.append(dict(ids=ids, images=images, batch=batch, n=n, vllm=h._vllm_videos))
@@ -130,7 +141,11 @@ def test_shuffled_rollouts_see_one_block_permutation_per_prompt(tmp_path):
     seen = torch.split(batch["pixel_values_videos"], [6, 6, 4, 4])
     assert torch.equal(seen[0], seen[1]) and torch.equal(seen[2], STATIC) and torch.equal(seen[3], STATIC)
     blocks = MOVING.view(3, 2, 2)
-    perms = [p for p in ([0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]) if torch.equal(seen[0], blocks[p].reshape(6, 2))]
+    perms = [
+        p
+        for p in ([0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0])
+        if torch.equal(seen[0], blocks[p].reshape(6, 2))
+    ]
     assert len(perms) == 1  # the temporal patches (blocks of h*w = 2 pixel rows) permuted, not the identity
 
 
@@ -196,7 +211,14 @@ def test_no_bonus_for_other_methods_or_without_the_accuracy_reward(tmp_path):
     h = host(tmp_path, [1.0, 0.0], method="grpo")
     rows, prompts = rollout(h, [MOVING])
     assert h._calculate_rewards(rows, prompts, completions(2), [[1]] * 2)[:, 1].tolist() == [1.0, 0.0]
-    h = host(tmp_path, [1.0, 0.0], length_bonus=True, length_bonus_min=1, length_bonus_max=9, length_bonus_min_correct=1)
+    h = host(
+        tmp_path,
+        [1.0, 0.0],
+        length_bonus=True,
+        length_bonus_min=1,
+        length_bonus_max=9,
+        length_bonus_min_correct=1,
+    )
     h.reward_func_names = ["fmt", "other"]  # the accuracy reward is not among the rewards: nothing added
     rows, prompts = rollout(h, [MOVING])
     assert h._calculate_rewards(rows, prompts, completions(2), [[1]] * 2)[:, 1].tolist() == [1.0, 0.0]
@@ -218,7 +240,9 @@ def test_vllm_gets_the_same_shuffle_as_frames(tmp_path):
     order = [next(j for j in range(3) if torch.equal(seen[i], MOVING.view(3, 2, 2)[j])) for i in range(3)]
     frames = clips[0][1].flatten().tolist()  # frames 0..5 in 3 patches of 2
     assert frames == [f for j in order for f in (2 * j, 2 * j + 1)]
-    assert torch.equal(clips[2][1], torch.tensor([2.0, 3.0, 0.0, 1.0]).view(-1, 1, 1, 1))  # static: still swapped
+    assert torch.equal(
+        clips[2][1], torch.tensor([2.0, 3.0, 0.0, 1.0]).view(-1, 1, 1, 1)
+    )  # static: still swapped
 
 
 def test_families_without_second_per_grid_ts(tmp_path):
@@ -230,7 +254,9 @@ def test_families_without_second_per_grid_ts(tmp_path):
 
 
 def test_a_single_temporal_patch_is_not_shuffled(tmp_path):
-    one = torch.tensor([[1.0, 2.0], [3.0, 4.0]])  # t = 1: no temporal order, the shuffled rollout sees the video
+    one = torch.tensor(
+        [[1.0, 2.0], [3.0, 4.0]]
+    )  # t = 1: no temporal order, the shuffled rollout sees the video
     h = host(tmp_path, [1.0, 1.0])
     h.use_vllm = True
     rows, prompts = rollout(h, [one])
@@ -241,7 +267,9 @@ def test_a_single_temporal_patch_is_not_shuffled(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- length bonus
-LENGTH = dict(method="grpo", length_bonus=True, length_bonus_min=4, length_bonus_max=8, length_bonus_value=0.25)
+LENGTH = dict(
+    method="grpo", length_bonus=True, length_bonus_min=4, length_bonus_max=8, length_bonus_value=0.25
+)
 
 
 def test_length_bonus_on_the_accuracy_column(tmp_path):

@@ -63,7 +63,9 @@ def test_the_temperature_scales_the_logits():
 def test_low_precision_logits_are_scored_in_float32():
     recorder = GenerationRecorder(1.0)
     logits = torch.tensor([[[0.0, 1.0, 2.0]]], dtype=torch.bfloat16)
-    recorder.hook(None, (), {"input_ids": torch.zeros(1, 1, dtype=torch.long)}, SimpleNamespace(logits=logits))
+    recorder.hook(
+        None, (), {"input_ids": torch.zeros(1, 1, dtype=torch.long)}, SimpleNamespace(logits=logits)
+    )
     logps, entropies = recorder.finish([[2]])
     assert logps.dtype == entropies.dtype == torch.float32
     assert logps.item() == pytest.approx(2 - math.log(1 + math.e + math.e**2), abs=1e-6)
@@ -71,7 +73,9 @@ def test_low_precision_logits_are_scored_in_float32():
 
 def test_a_forward_without_logits_or_ids_is_an_error():
     recorder = GenerationRecorder(1.0)
-    with pytest.raises(RuntimeError, match="^ktr_full_logps=generation: the generation forward gave no logits / input_ids$"):
+    with pytest.raises(
+        RuntimeError, match="^ktr_full_logps=generation: the generation forward gave no logits / input_ids$"
+    ):
         recorder.hook(None, (), {"input_ids": torch.zeros(1, 1)}, SimpleNamespace())
     with pytest.raises(RuntimeError, match="gave no logits"):
         recorder.hook(None, (), {}, SimpleNamespace(logits=torch.zeros(1, 1, 3)))
@@ -81,7 +85,12 @@ def test_a_forward_without_logits_or_ids_is_an_error():
 
 def test_finish_resets_the_pending_step():
     recorder = GenerationRecorder(1.0)
-    recorder.hook(None, (), {"input_ids": torch.zeros(1, 1, dtype=torch.long)}, SimpleNamespace(logits=torch.zeros(1, 1, 3)))
+    recorder.hook(
+        None,
+        (),
+        {"input_ids": torch.zeros(1, 1, dtype=torch.long)},
+        SimpleNamespace(logits=torch.zeros(1, 1, 3)),
+    )
     recorder.finish([[0]])
     assert recorder.pending is None
     with pytest.raises(RuntimeError, match="no generation forward"):

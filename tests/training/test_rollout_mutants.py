@@ -44,10 +44,18 @@ def test_prompt_parts():
     assert prompt_video_path(text_only) is None and prompt_video_frames(text_only) is None
     assert prompt_text(text_only) == "plain"
     assert prompt_video_frames(video_prompt("a.mp4")) is None
-    image = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": None}, {"type": "text", "text": "x"}]}]
+    image = [
+        {
+            "role": "user",
+            "content": [{"type": "image"}, {"type": "text", "text": None}, {"type": "text", "text": "x"}],
+        }
+    ]
     assert prompt_video_path(image) is None and prompt_text(image) == "x"
     # the last message's text only; a video part in an earlier message still counts as the prompt's video
-    two = [{"role": "user", "content": [{"type": "video", "video": "b.mp4"}]}, {"role": "user", "content": "again"}]
+    two = [
+        {"role": "user", "content": [{"type": "video", "video": "b.mp4"}]},
+        {"role": "user", "content": "again"},
+    ]
     assert prompt_video_path(two) == "b.mp4" and prompt_text(two) == "again"
 
 
@@ -62,10 +70,14 @@ class TRLBase:
     def _generate_single_turn(self, prompt_ids, images, fields, num_generations, has_tool_images=False):
         self.trl_calls.append(("generate", prompt_ids, images, fields, num_generations, has_tool_images))
         model, completions = self.model, [[1, 2], [2]][: len(prompt_ids)]
-        if hasattr(model, "get_base_model"):  # PEFT: generate() runs the base model's forwards, not PeftModel's
+        if hasattr(
+            model, "get_base_model"
+        ):  # PEFT: generate() runs the base model's forwards, not PeftModel's
             model = model.get_base_model()
         ids = torch.tensor(prompt_ids)
-        for step in range(2):  # a prefill and one more step, through the (hooked) model, fed the sampled tokens
+        for step in range(
+            2
+        ):  # a prefill and one more step, through the (hooked) model, fed the sampled tokens
             model(input_ids=ids)
             fed = [c[step] if step < len(c) else 0 for c in completions]
             ids = torch.cat([ids, torch.tensor(fed).unsqueeze(1)], dim=1)
@@ -153,20 +165,31 @@ def fake_video_io(monkeypatch):
 def test_text_prompts_go_to_trl(tmp_path):
     h = host(tmp_path)
     h._rollout_video = "stale"
-    assert h._tokenize_prompts([[{"role": "user", "content": "hi"}]]) == ("trl-ids", "trl-images", "trl-fields")
+    assert h._tokenize_prompts([[{"role": "user", "content": "hi"}]]) == (
+        "trl-ids",
+        "trl-images",
+        "trl-fields",
+    )
     assert h._rollout_video is None and h.trl_calls[0] == ("tokenize", [[{"role": "user", "content": "hi"}]])
     assert h._tokenize_prompts(["plain string"]) == ("trl-ids", "trl-images", "trl-fields")
 
 
 def test_mixed_batches_are_refused(tmp_path):
-    with pytest.raises(UserError, match="a batch mixes video and non-video prompts, which KTRTrainer cannot train in one"
-                                        " forward yet; train the video and the image/text records in separate runs"):
+    with pytest.raises(
+        UserError,
+        match="a batch mixes video and non-video prompts, which KTRTrainer cannot train in one"
+        " forward yet; train the video and the image/text records in separate runs",
+    ):
         host(tmp_path)._tokenize_prompts([video_prompt("a.mp4"), [{"role": "user", "content": "hi"}]])
 
 
 def test_video_prompts_are_decoded_once_and_carried_per_row(tmp_path, fake_video_io):
     h = host(tmp_path)
-    prompts = [video_prompt("a.mp4", "one"), video_prompt("a.mp4", "one"), video_prompt("b.mp4", "two", [0, 2])]
+    prompts = [
+        video_prompt("a.mp4", "one"),
+        video_prompt("a.mp4", "one"),
+        video_prompt("b.mp4", "two", [0, 2]),
+    ]
     prompt_ids, images, fields = h._tokenize_prompts(prompts)
     # a.mp4 decoded once for its 2 rows; b.mp4 with its chosen frames
     assert fake_video_io.decoded == [("a.mp4", "sampling-config", None), ("b.mp4", "sampling-config", [0, 2])]
@@ -179,9 +202,16 @@ def test_video_prompts_are_decoded_once_and_carried_per_row(tmp_path, fake_video
     assert torch.equal(fields["video_grid_thw"], torch.tensor([[1, 1, 1], [1, 1, 2], [1, 1, 3]]))
     assert fields["pixel_values_videos"].shape == (6, 2)
     video = h._rollout_video
-    assert [p.tolist() for p in video["pixel_values_videos"]] == [[[0.0, 0.0]], [[1.0, 1.0]] * 2, [[2.0, 2.0]] * 3]
+    assert [p.tolist() for p in video["pixel_values_videos"]] == [
+        [[0.0, 0.0]],
+        [[1.0, 1.0]] * 2,
+        [[2.0, 2.0]] * 3,
+    ]
     # no second_per_grid_ts from the processor: temporal patch 2 / sample fps 4 = 0.5 s per grid step
-    assert video["second_per_grid_ts"].tolist() == [0.5] * 3 and video["second_per_grid_ts"].dtype == torch.float32
+    assert (
+        video["second_per_grid_ts"].tolist() == [0.5] * 3
+        and video["second_per_grid_ts"].dtype == torch.float32
+    )
     assert video["videos"] == videos and video["videos"][0] is video["videos"][1]
     assert torch.equal(video["video_grid_thw"], fields["video_grid_thw"])
     # a second tokenization in the same generation batch (T-GRPO's shuffled rollouts) decodes nothing again
@@ -207,6 +237,7 @@ def test_generation_is_recorded_once(tmp_path):
     assert ids == [[1, 2], [2]] and logprobs == "trl-logprobs"
     assert h.trl_calls == [("generate", [[1, 3], [2, 3]], "images", "fields", 2, True)]
     logps, entropy = h._generation_scores
+
     # step 0: logits 3 * (1, 2, 3) / 0.5 = (6, 12, 18) for both rows (last prompt id 3); row 0 sampled 1, row 1
     # sampled 2. Step 1: row 0 (fed 1) 1 * (1, 2, 3) / 0.5 = (2, 4, 6), sampled 2; row 1 (fed 2) (4, 8, 12), past
     # its end: token 0.
@@ -217,7 +248,9 @@ def test_generation_is_recorded_once(tmp_path):
     assert logps[1].tolist() == pytest.approx([lsm([6, 12, 18], 2), lsm([4, 8, 12], 0)], abs=1e-5)
     assert entropy.shape == (2, 2)
     assert h._record_generation is False and not h.model._forward_hooks  # the hook is removed
-    h._generate_single_turn([[1, 3]], "imgs", "fields2", 1, has_tool_images=True)  # the next call is TRL's own
+    h._generate_single_turn(
+        [[1, 3]], "imgs", "fields2", 1, has_tool_images=True
+    )  # the next call is TRL's own
     assert h.trl_calls[-1] == ("generate", [[1, 3]], "imgs", "fields2", 1, True)
     assert h._generation_scores is not None and not h.model._forward_hooks
 
@@ -240,6 +273,9 @@ def test_vllm_rows_are_queued_first(tmp_path):
     h.use_vllm = True
     h._generate_single_turn([[1, 3]], None, "fields", 1)
     assert h.queued == [[[1, 3]]] and h._generation_scores is None
+    assert h.trl_calls == [
+        ("generate", [[1, 3]], None, "fields", 1, False)
+    ]  # no tool images unless TRL says so
 
 
 # -------------------------------------------------------------------------------------------------- rollout

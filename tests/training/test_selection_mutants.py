@@ -23,7 +23,9 @@ from videoktr.training.selection import SelectionMixin, _row_minmax, image_rows,
 from .hosts import VIDEO_TOKEN, HostBase, code, fake_entropy, fake_logits, fake_logps, make_config
 
 V = VIDEO_TOKEN
-MOVING = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 1.0], [2.0, 2.0]])  # patch 0 = rows 0-1, patch 1 = rows 2-3
+MOVING = torch.tensor(
+    [[1.0, 0.0], [0.0, 2.0], [3.0, 1.0], [2.0, 2.0]]
+)  # patch 0 = rows 0-1, patch 1 = rows 2-3
 STATIC = torch.tensor([[1.0, 1.0], [2.0, 0.0], [1.0, 1.0], [2.0, 0.0]])
 SWAPPED = torch.cat([MOVING[2:], MOVING[:2]])  # the only derangement of 2 patches
 COMPLETIONS = torch.tensor([[5, 7, 2, 9, 4], [6, 8, 1, 0, 0], [4, 6, 9, 5, 0], [7, 2, 6, 8, 1]])
@@ -149,9 +151,14 @@ def test_eval_mode_uses_the_eval_group_size(tmp_path):
 
 
 def test_signals_refused_without_video(tmp_path):
-    with pytest.raises(UserError, match=r"^the temporal signal needs video prompts; this batch has none \(drop it from ktr_signals\)$"):
+    with pytest.raises(
+        UserError,
+        match=r"^the temporal signal needs video prompts; this batch has none \(drop it from ktr_signals\)$",
+    ):
         host(tmp_path)._attach_selection(batch(), None)
-    with pytest.raises(UserError, match="^the visual signal needs video or image prompts; this batch has text only$"):
+    with pytest.raises(
+        UserError, match="^the visual signal needs video or image prompts; this batch has text only$"
+    ):
         host(tmp_path, ktr_signals=["visual"])._attach_selection(batch(), None)
 
 
@@ -201,14 +208,20 @@ def test_rows_to_score(tmp_path, fields, exact):
 
 def test_skipped_groups_get_no_scores_and_the_metric_says_so(tmp_path):
     # prompt 0's advantages are 0: only rows 2, 3 are scored; ktr/skipped_frac = 2 / 4
-    h, out = host(tmp_path, method="entropy", ktr_scope="group", ktr_entropy_fraction=1.0), batch((0, 0, 1, -1))
+    h, out = (
+        host(tmp_path, method="entropy", ktr_scope="group", ktr_entropy_fraction=1.0),
+        batch((0, 0, 1, -1)),
+    )
     h._attach_selection(out, None)
     assert h._metrics["train"]["ktr/skipped_frac"] == [0.5]
     assert torch.equal(out["ktr_token_mask"], VALID & torch.tensor([0, 0, 1, 1]).bool().unsqueeze(1))
 
 
 def test_every_group_skipped_gives_an_empty_mask_and_records(tmp_path):
-    h, out = host(tmp_path, method="entropy", ktr_scope="group", log_selected_examples=-1), batch((0, 0, 0, 0))
+    h, out = (
+        host(tmp_path, method="entropy", ktr_scope="group", log_selected_examples=-1),
+        batch((0, 0, 0, 0)),
+    )
     h._attach_selection(out, None)
     assert out["ktr_token_mask"].dtype == torch.bool and not out["ktr_token_mask"].any()
     assert out["ktr_token_mask"].shape == (4, 5) and dict(h._metrics["train"]) == {"ktr/skipped_frac": [1.0]}
@@ -217,7 +230,10 @@ def test_every_group_skipped_gives_an_empty_mask_and_records(tmp_path):
 
 
 def test_every_group_skipped_in_eval_writes_no_records(tmp_path):
-    h, out = host(tmp_path, method="entropy", ktr_scope="group", log_selected_examples=-1), batch((0, 0, 0, 0))
+    h, out = (
+        host(tmp_path, method="entropy", ktr_scope="group", log_selected_examples=-1),
+        batch((0, 0, 0, 0)),
+    )
     h.model.training = False  # G_eval = 3 divides 6 rows
     out = {k: torch.cat([v, v[:2]]) for k, v in out.items()}
     h._attach_selection(out, None)
@@ -350,7 +366,9 @@ def test_soft_weights_of_the_max_of_the_normalised_signals(tmp_path, weighting):
     h._attach_selection(out, video())
     scores = seen["scores"]
     assert torch.equal(scores["temporal"], torch.zeros(2, 5))
-    combined = torch.stack([_row_minmax(scores[s], VALID[2:]) for s in ("visual", "temporal", "entropy")]).amax(0)
+    combined = torch.stack(
+        [_row_minmax(scores[s], VALID[2:]) for s in ("visual", "temporal", "entropy")]
+    ).amax(0)
     weights = out["ktr_token_weights"]
     assert weights.dtype == torch.float32 and "ktr_token_mask" not in out
     assert torch.equal(weights[:2], torch.zeros(2, 5))
@@ -361,7 +379,10 @@ def test_soft_weights_of_the_max_of_the_normalised_signals(tmp_path, weighting):
 
 # ---------------------------------------------------------------------------------------- the counterfactuals
 def test_drop_masks_the_video_positions_and_keeps_the_positions(tmp_path):
-    h, out = host(tmp_path, ktr_signals=["visual"], ktr_visual_perturbation="drop", ktr_visual_fraction=1.0), batch()
+    h, out = (
+        host(tmp_path, ktr_signals=["visual"], ktr_visual_perturbation="drop", ktr_visual_fraction=1.0),
+        batch(),
+    )
     seen = spy(h)
     h._attach_selection(out, video())
     ids, mask = inputs()
@@ -414,10 +435,17 @@ def test_segment_shuffle_gets_the_segment_count(tmp_path, monkeypatch):
     feats = tuple(torch.full((4, 2), float(k)) for k in range(4))
     grid = torch.tensor([[2, 1, 2], [2, 1, 2], [4, 1, 1], [4, 1, 1]])
     out, ok = h._perturbed_features(feats, {"video_grid_thw": grid}, "temporal", group=2)
-    assert got == dict(name="segment_shuffle", n=2, grid=[[2, 1, 2], [4, 1, 1]], merge=1, options={"n_segments": 3})
+    assert got == dict(
+        name="segment_shuffle", n=2, grid=[[2, 1, 2], [4, 1, 1]], merge=1, options={"n_segments": 3}
+    )
     # prompt 0's draw is None (not perturbable): its rows keep their features and are not ok
     assert ok.tolist() == [False, False, True, True]
-    assert [o[0, 0].item() for o in out] == [0.0, 1.0, 3.0, 3.0]  # prompt 1's draw (features 2 + 1) for both rows
+    assert [o[0, 0].item() for o in out] == [
+        0.0,
+        1.0,
+        3.0,
+        3.0,
+    ]  # prompt 1's draw (features 2 + 1) for both rows
     h.args.ktr_temporal_perturbation = "shuffle"
     h._perturbed_features(feats, {"video_grid_thw": grid}, "temporal", group=2)
     assert got["name"] == "shuffle" and got["options"] == {}
@@ -464,9 +492,13 @@ def test_drop_with_a_distance_keeps_each_groups_positions(tmp_path):
     h._attach_selection(batch(), video())
     ids, mask = inputs()
     calls = h.forwards.named("full_logits")
-    assert torch.equal(calls[1]["keep_positions"], mask[:2]) and torch.equal(calls[3]["keep_positions"], mask[2:])
+    assert torch.equal(calls[1]["keep_positions"], mask[:2]) and torch.equal(
+        calls[3]["keep_positions"], mask[2:]
+    )
     dropped = mask.masked_fill(ids == V, 0)
-    assert torch.equal(calls[3]["attention_mask"], dropped[2:]) and torch.equal(calls[2]["attention_mask"], mask[2:])
+    assert torch.equal(calls[3]["attention_mask"], dropped[2:]) and torch.equal(
+        calls[2]["attention_mask"], mask[2:]
+    )
     vid = video()
     real = fake_logits(ids, mask, 5, vid["pixel_values_videos"], vid, temperature=0.7)
     other = fake_logits(ids, dropped, 5, vid["pixel_values_videos"], vid, temperature=0.7)
@@ -501,7 +533,9 @@ def test_image_visual_signal(tmp_path, perturbation):
     else:
         attention, keep, perturbed = mask, None, torch.zeros(4, 2)
     assert isinstance(call["perturbed"], tuple) and len(call["perturbed"]) == 2  # one image per row 0, 1
-    assert torch.equal(call["attention_mask"], attention) and torch.equal(torch.cat(call["perturbed"]), perturbed)
+    assert torch.equal(call["attention_mask"], attention) and torch.equal(
+        torch.cat(call["perturbed"]), perturbed
+    )
     assert (call["keep_positions"] is None) if keep is None else torch.equal(call["keep_positions"], keep)
     assert call["image"]["num_images"] == [1, 1, 0, 0]
     logp_p = fake_logps(ids, attention, 5, [perturbed.flatten()] * 4, None, keep)
@@ -542,10 +576,15 @@ def test_tw_weights_of_images_and_of_every_group(tmp_path):
     h._attach_selection(out, None)
     calls = h.forwards.named("full_logits")
     assert len(calls) == 2 and calls[0]["video"] is None and calls[0]["features"] is None
-    assert calls[0]["image_kwargs"]["num_images"] == [1, 1] and calls[1]["image_kwargs"]["num_images"] == [0, 0]
+    assert calls[0]["image_kwargs"]["num_images"] == [1, 1] and calls[1]["image_kwargs"]["num_images"] == [
+        0,
+        0,
+    ]
     ids, mask = inputs()
     logits = fake_logits(ids, mask, 5, temperature=0.7)
-    expected = torch.cat([core.tw_token_weights(logits[k : k + 2], VALID[k : k + 2], 2, alpha=1.7) for k in (0, 2)])
+    expected = torch.cat(
+        [core.tw_token_weights(logits[k : k + 2], VALID[k : k + 2], 2, alpha=1.7) for k in (0, 2)]
+    )
     assert torch.allclose(out["ktr_token_weights"], expected, atol=1e-6)
 
 
@@ -577,7 +616,12 @@ def test_selection_records(tmp_path):
     assert [r["problem_id"] for r in records] == ["p0", "p0", "p1", "p1"]
     assert [r["skipped"] for r in records] == [True, True, False, False]
     assert [r["advantage"] for r in records] == [0.0, 0.0, 1.0, -1.0]
-    assert [r["completion_ids"] for r in records] == [[5, 7, 2, 9, 4], [6, 8, 1], [4, 6, 9, 5], [7, 2, 6, 8, 1]]
+    assert [r["completion_ids"] for r in records] == [
+        [5, 7, 2, 9, 4],
+        [6, 8, 1],
+        [4, 6, 9, 5],
+        [7, 2, 6, 8, 1],
+    ]
     assert all(r["version"] == 1 and r["step"] == 0 for r in records)
     assert records[0]["union"] is None and records[0]["scores"] == {} and records[0]["masks"] == {}
     mask = out["ktr_token_mask"]
@@ -597,7 +641,11 @@ def test_selection_records_limit_and_fresh_file(tmp_path):
     h = host(tmp_path, ktr_signals=["entropy"], log_selected_examples=3)
     h._attach_selection(batch(), None)
     records = selection.read_selection_records(tmp_path / "selection.jsonl")
-    assert [r["group_id"] for r in records] == [0, 0, 1]  # the first 3 rows; a run at step 0 starts a new file
+    assert [r["group_id"] for r in records] == [
+        0,
+        0,
+        1,
+    ]  # the first 3 rows; a run at step 0 starts a new file
     h._attach_selection(batch(), None)  # same run, still step 0: appends
     assert len(selection.read_selection_records(tmp_path / "selection.jsonl")) == 6
     h.args.log_selected_examples = 10  # more than the rows: every row
@@ -654,7 +702,9 @@ def test_signed_image_scores(tmp_path):
     h._attach_selection(out, None)
     ids, mask = inputs()
     logp_p = fake_logps(ids, mask, 5, [torch.zeros(4, 2).flatten()] * 4)
-    assert torch.allclose(seen["scores"]["visual"], core.logprob_shift(GEN_LOGPS, logp_p, signed=True), atol=1e-6)
+    assert torch.allclose(
+        seen["scores"]["visual"], core.logprob_shift(GEN_LOGPS, logp_p, signed=True), atol=1e-6
+    )
     assert (seen["scores"]["visual"] < 0).any()  # signed: not the absolute value
 
 
@@ -685,7 +735,9 @@ def test_tw_weights_of_every_video_group(tmp_path):
     ids, mask = inputs()
     vid = video()
     logits = fake_logits(ids, mask, 5, vid["pixel_values_videos"], vid, temperature=0.7)
-    expected = torch.cat([core.tw_token_weights(logits[k : k + 2], VALID[k : k + 2], 2, alpha=1.7) for k in (0, 2)])
+    expected = torch.cat(
+        [core.tw_token_weights(logits[k : k + 2], VALID[k : k + 2], 2, alpha=1.7) for k in (0, 2)]
+    )
     assert torch.allclose(out["ktr_token_weights"], expected, atol=1e-6)
     assert [c["input_ids"].size(0) for c in h.forwards.named("full_logits")] == [2, 2]
     assert len(h.feature_calls) == 1  # one vision pass for the batch

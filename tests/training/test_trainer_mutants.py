@@ -42,11 +42,18 @@ class Rows:
 
 
 def video_row():
-    return {"prompt": [{"role": "user", "content": [{"type": "video", "video": "a.mp4"}, {"type": "text", "text": "q"}]}]}
+    return {
+        "prompt": [
+            {"role": "user", "content": [{"type": "video", "video": "a.mp4"}, {"type": "text", "text": "q"}]}
+        ]
+    }
 
 
 def image_row(image="img"):
-    return {"prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "q"}]}], "image": image}
+    return {
+        "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "q"}]}],
+        "image": image,
+    }
 
 
 def text_row():
@@ -68,7 +75,11 @@ def grpo_init(monkeypatch):
     def init(self, model, reward_funcs, args, processing_class, **kwargs):
         seen.update(model=model, reward_funcs=reward_funcs, args=args, processing_class=processing_class,
                     kwargs=kwargs, engine=vllm_generation.LLM, generation_kwargs=dict(args.generation_kwargs))  # fmt: skip
-        self.args, self.model, self.accelerator = args, SimpleNamespace(config="model-config"), FakeAccelerator()
+        self.args, self.model, self.accelerator = (
+            args,
+            SimpleNamespace(config="model-config"),
+            FakeAccelerator(),
+        )
         self.accelerator.process_index = seen.get("rank", 0)
         self.accelerator.is_main_process = seen.get("main", True)
         self.reward_func_names = [getattr(f, "__name__", "f") for f in reward_funcs]
@@ -77,26 +88,43 @@ def grpo_init(monkeypatch):
         self.vllm_generation = SimpleNamespace(llm="the engine")
 
     monkeypatch.setattr(GRPOTrainer, "__init__", init)
-    monkeypatch.setattr(tiny, "vision_token_ids", lambda processor: [9, 7, 9] if processor in ("processor", "p") else [])
-    monkeypatch.setattr(trainer_module, "QwenVLForwards", lambda config, processor: ("forwards", config, processor))
+    monkeypatch.setattr(
+        tiny, "vision_token_ids", lambda processor: [9, 7, 9] if processor in ("processor", "p") else []
+    )
+    monkeypatch.setattr(
+        trainer_module, "QwenVLForwards", lambda config, processor: ("forwards", config, processor)
+    )
     return seen
 
 
 def test_init_wires_the_rewards_generation_and_state(tmp_path, grpo_init, capsys):
-    args = make_config(tmp_path, generation_kwargs={"suppress_tokens": [3, 7], "top_k": 5}, seed=4, length_bonus=False)
-    t = KTRTrainer("model", ["accuracy", alternating], args, processing_class="processor", train_dataset=Rows([video_row()]))
+    args = make_config(
+        tmp_path, generation_kwargs={"suppress_tokens": [3, 7], "top_k": 5}, seed=4, length_bonus=False
+    )
+    t = KTRTrainer(
+        "model",
+        ["accuracy", alternating],
+        args,
+        processing_class="processor",
+        train_dataset=Rows([video_row()]),
+    )
     from videoktr.rewards import get_reward
 
     assert grpo_init["model"] == "model" and grpo_init["processing_class"] == "processor"
     assert grpo_init["reward_funcs"] == [get_reward("accuracy"), alternating] and grpo_init["args"] is args
-    assert grpo_init["kwargs"] == {"train_dataset": t.train_dataset} and grpo_init["engine"].__name__ == "engine_class"
+    assert (
+        grpo_init["kwargs"] == {"train_dataset": t.train_dataset}
+        and grpo_init["engine"].__name__ == "engine_class"
+    )
     # the vision tokens are suppressed on top of the user's (sorted, once each)
     assert grpo_init["generation_kwargs"] == {"suppress_tokens": [3, 7, 9], "top_k": 5}
     assert t.forwards == ("forwards", "model-config", "processor")
     assert t.sampling == args.video_sampling() and t._rollout_video is None and t.skipped_videos == []
     assert t._vllm_videos is None and t._record_generation is False and t._generation_scores is None
     assert t.vllm_generation.llm == "the engine"  # no vLLM: not wrapped
-    assert torch.equal(torch.rand(3, generator=t._ktr_generator), torch.rand(3, generator=torch.Generator().manual_seed(4)))
+    assert torch.equal(
+        torch.rand(3, generator=t._ktr_generator), torch.rand(3, generator=torch.Generator().manual_seed(4))
+    )
     assert capsys.readouterr().out == f"videoktr loss settings: {args.effective_loss_settings()}\n"
 
 
@@ -114,7 +142,9 @@ def test_init_on_another_rank_seeds_its_own_generator_and_prints_nothing(tmp_pat
 def test_init_with_vllm(tmp_path, grpo_init):
     args = make_config(tmp_path, generation_kwargs={"suppress_tokens": [3]}, length_bonus=False)
     args.use_vllm = True  # (the config would check that vLLM is installed)
-    t = KTRTrainer("model", [alternating], args, processing_class="processor", train_dataset=Rows([video_row()]))
+    t = KTRTrainer(
+        "model", [alternating], args, processing_class="processor", train_dataset=Rows([video_row()])
+    )
     assert grpo_init["generation_kwargs"] == {"logit_bias": {3: -100.0, 7: -100.0, 9: -100.0}}
     # the video engine class while TRL builds it
     assert grpo_init["engine"]() == {"limit_mm_per_prompt": {"image": 0, "video": 1}}
@@ -124,7 +154,9 @@ def test_init_with_vllm(tmp_path, grpo_init):
 def test_init_refuses_bad_arguments(tmp_path, grpo_init):
     with pytest.raises(TypeError, match="^KTRTrainer needs a KTRConfig, got SimpleNamespace$"):
         KTRTrainer("model", [alternating], SimpleNamespace(), processing_class="p")
-    with pytest.raises(ValueError, match=r"^KTRTrainer needs processing_class=<the model's processor> to build video "):
+    with pytest.raises(
+        ValueError, match=r"^KTRTrainer needs processing_class=<the model's processor> to build video "
+    ):
         KTRTrainer("model", [alternating], make_config(tmp_path))
 
 
@@ -135,8 +167,18 @@ def test_bonus_needs_the_accuracy_reward(tmp_path, grpo_init, fields):
                                         r"the length / T-GRPO bonus is added to it\. Add it to the rewards or set "
                                         r"length_bonus=False\.$"):  # fmt: skip
         KTRTrainer("model", [alternating], args, processing_class="p")
-    KTRTrainer("model", [alternating], make_config(tmp_path, accuracy_reward="alternating", **fields), processing_class="p")
-    KTRTrainer("model", [alternating], make_config(tmp_path, accuracy_reward="acc", length_bonus=False), processing_class="p")
+    KTRTrainer(
+        "model",
+        [alternating],
+        make_config(tmp_path, accuracy_reward="alternating", **fields),
+        processing_class="p",
+    )
+    KTRTrainer(
+        "model",
+        [alternating],
+        make_config(tmp_path, accuracy_reward="acc", length_bonus=False),
+        processing_class="p",
+    )
 
 
 # ------------------------------------------------------------------------------------------ dataset checks
@@ -152,7 +194,13 @@ def test_no_dataset_to_check(tmp_path, grpo_init, dataset):
 
 def test_videos_pass_and_mixed_modalities_are_refused(tmp_path, grpo_init):
     checked(tmp_path, grpo_init, Rows([video_row(), video_row()]), method="t_grpo")
-    rows = [video_row(), video_row(), image_row(), {**image_row(), "image": None}, {**image_row(), "image": []}]
+    rows = [
+        video_row(),
+        video_row(),
+        image_row(),
+        {**image_row(), "image": None},
+        {**image_row(), "image": []},
+    ]
     with pytest.raises(UserError, match=r"^the train dataset mixes 2 video and 1 image prompts; a batch would mix them, "
                                         r"which KTRTrainer cannot train in one forward yet: train the image and the "
                                         r"video records in separate runs \(or as separate datasets one after the "
@@ -182,13 +230,29 @@ def test_vllm_needs_videos(tmp_path, grpo_init):
 @pytest.mark.parametrize(
     "rows, fields, message",
     [
-        ([image_row()], {}, r"^ktr_signals \['temporal'\] need video prompts, but the train dataset has none \(image "
-                            r"prompts\); set ktr_signals: \[visual, entropy\] or method: grpo$"),
-        ([text_row()], {}, r"^ktr_signals \['temporal', 'visual'\] need video prompts, but the train dataset has none "
-                           r"\(text prompts\); set ktr_signals: \[entropy\] or method: grpo$"),
-        ([text_row()], {"ktr_signals": ["visual"]}, r"ktr_signals \['visual'\] need video prompts.*\(text prompts\)"),
-        ([image_row()], {"method": "t_grpo"}, r"^method='t_grpo' shuffles video frames, but the train dataset has no "
-                                              r"video prompts; use method: grpo for image or text data$"),
+        (
+            [image_row()],
+            {},
+            r"^ktr_signals \['temporal'\] need video prompts, but the train dataset has none \(image "
+            r"prompts\); set ktr_signals: \[visual, entropy\] or method: grpo$",
+        ),
+        (
+            [text_row()],
+            {},
+            r"^ktr_signals \['temporal', 'visual'\] need video prompts, but the train dataset has none "
+            r"\(text prompts\); set ktr_signals: \[entropy\] or method: grpo$",
+        ),
+        (
+            [text_row()],
+            {"ktr_signals": ["visual"]},
+            r"ktr_signals \['visual'\] need video prompts.*\(text prompts\)",
+        ),
+        (
+            [image_row()],
+            {"method": "t_grpo"},
+            r"^method='t_grpo' shuffles video frames, but the train dataset has no "
+            r"video prompts; use method: grpo for image or text data$",
+        ),
         ([text_row()], {"method": "t_grpo"}, "method='t_grpo' shuffles video frames"),
     ],
 )
@@ -204,7 +268,10 @@ def test_signals_and_methods_that_need_video_are_refused(tmp_path, grpo_init, ro
         ([text_row()], {"ktr_signals": ["entropy"]}),
         ([text_row()], {"method": "grpo"}),
         ([image_row()], {"method": "entropy"}),
-        ([{"prompt": image_row()["prompt"], "images": ["a"]}], {"ktr_signals": ["visual"]}),  # an "images" column
+        (
+            [{"prompt": image_row()["prompt"], "images": ["a"]}],
+            {"ktr_signals": ["visual"]},
+        ),  # an "images" column
         ([{**image_row(), "image": None}], {"ktr_signals": ["visual"]}),
     ],
 )
@@ -223,7 +290,10 @@ def bare(tmp_path, **fields) -> KTRTrainer:
     t.forwards.merge_size, t.forwards.video_token_id = 2, 151656
     t.forwards.video_features = lambda inner, rows, grid: (inner, tuple(r.float() * 1.0 for r in rows), grid)
     t.forwards.mm_token_type_ids = lambda ids: ids * 0 + 2
-    t._metrics = {"train": __import__("collections").defaultdict(list), "eval": __import__("collections").defaultdict(list)}
+    t._metrics = {
+        "train": __import__("collections").defaultdict(list),
+        "eval": __import__("collections").defaultdict(list),
+    }
     t.temperature, t.beta = t.args.temperature, t.args.beta
     t.epsilon_low, t.epsilon_high = t.args.epsilon, t.args.epsilon_high or t.args.epsilon
     t.max_completion_length = 5
@@ -281,8 +351,15 @@ def test_entropy_of_no_valid_token_is_zero(tmp_path):
     t = bare(tmp_path)
     t._log_loss_metrics("train", {}, torch.ones(1, 2), torch.zeros(1, 2).bool())
     assert dict(t._metrics["train"]) == {"entropy": [0.0]}
-    t._log_loss_metrics("train", {"clip/region": torch.tensor(0.25), "clip/ratio_high": 1}, torch.ones(1, 1), torch.ones(1, 1).bool())
-    assert t._metrics["train"]["clip_ratio/region_mean"] == [0.25] and t._metrics["train"]["clip_ratio/high_mean"] == [1.0]
+    t._log_loss_metrics(
+        "train",
+        {"clip/region": torch.tensor(0.25), "clip/ratio_high": 1},
+        torch.ones(1, 1),
+        torch.ones(1, 1).bool(),
+    )
+    assert t._metrics["train"]["clip_ratio/region_mean"] == [0.25] and t._metrics["train"][
+        "clip_ratio/high_mean"
+    ] == [1.0]
 
 
 # ---------------------------------------------------------------------------------------------- the loss
@@ -342,16 +419,24 @@ def core_loss(t, batch, logp, **kw):
                 token_weights=batch.get("ktr_token_weights"), max_completion_length=5,
                 is_ratio=batch.get("importance_sampling_ratio"))  # fmt: skip
     args.update(kw)
-    valid = batch["completion_mask"].bool() if "tool_mask" not in batch else (batch["completion_mask"] * batch["tool_mask"]).bool()
+    valid = (
+        batch["completion_mask"].bool()
+        if "tool_mask" not in batch
+        else (batch["completion_mask"] * batch["tool_mask"]).bool()
+    )
     return core.policy_loss(logp, batch.get("old_per_token_logps"), batch["advantages"], valid, **args)
 
 
 def test_loss_of_a_video_micro_batch(tmp_path, monkeypatch):
     # ktr: the mask travels with the rows; train mode: the loss is divided by the accumulation steps (3 here)
-    t = loss_host(tmp_path, monkeypatch, ktr_mask_kl=True, ktr_denominator="selected", epsilon=0.1, epsilon_high=0.3)
+    t = loss_host(
+        tmp_path, monkeypatch, ktr_mask_kl=True, ktr_denominator="selected", epsilon=0.1, epsilon_high=0.3
+    )
     t.current_gradient_accumulation_steps = 3
     batch = micro_batch()
-    batch["ktr_token_mask"] = torch.tensor([[1, 0, 1, 0, 1], [0, 1, 1, 0, 0], [1, 1, 0, 0, 0], [0, 0, 0, 1, 1]]).bool()
+    batch["ktr_token_mask"] = torch.tensor(
+        [[1, 0, 1, 0, 1], [0, 1, 1, 0, 0], [1, 1, 0, 0, 0], [0, 0, 0, 1, 1]]
+    ).bool()
     batch["importance_sampling_ratio"] = torch.tensor([[0.9], [1.1], [1.0], [0.8]])
     loss = t._compute_loss(t.model, batch)
     logp, entropy = expected_logp(batch)
@@ -372,7 +457,9 @@ def test_eval_loss_is_not_divided_and_logs_under_eval(tmp_path, monkeypatch):
     t.model.training = False
     batch = micro_batch()
     logp, _ = expected_logp(batch)
-    assert t._compute_loss(t.model, batch).item() == pytest.approx(core_loss(t, batch, logp)[0].item(), rel=1e-6)
+    assert t._compute_loss(t.model, batch).item() == pytest.approx(
+        core_loss(t, batch, logp)[0].item(), rel=1e-6
+    )
     assert "entropy" in t._metrics["eval"] and not t._metrics["train"]
 
 
@@ -387,7 +474,9 @@ def test_on_policy_without_old_logps_and_beta_0_ignores_the_reference(tmp_path, 
     logp, entropy = expected_logp(batch)
     expected, _ = core_loss(t, batch, logp, ref_logp=None)
     assert torch.isfinite(loss) and loss.item() == pytest.approx(expected.item(), rel=1e-6)
-    valid = VALID & batch["tool_mask"].bool()  # 13 tokens: entropy 0.5 + 0.1 * 68 / 13 (17 without the tool mask)
+    valid = (
+        VALID & batch["tool_mask"].bool()
+    )  # 13 tokens: entropy 0.5 + 0.1 * 68 / 13 (17 without the tool mask)
     assert t._metrics["train"]["entropy"] == [pytest.approx(0.5 + 0.1 * 68 / 13)]
     assert entropy[valid].mean().item() == pytest.approx(0.5 + 0.1 * 68 / 13)
 
@@ -407,7 +496,9 @@ def test_token_mean_global(tmp_path, monkeypatch, training):
     # dapo: token-mean of the micro-batch * its valid tokens / (num_items_in_batch / processes), in training also
     # * accumulation / steps_per_generation: 17 valid tokens, num_items 40, 2 processes, accumulation 4,
     # steps_per_generation 8 -> train: loss * 17 / (20 * 4 / 8) = loss * 1.7; eval: loss * 17 / 20
-    t = loss_host(tmp_path, monkeypatch, loss_type="dapo", gradient_accumulation_steps=4, steps_per_generation=8)
+    t = loss_host(
+        tmp_path, monkeypatch, loss_type="dapo", gradient_accumulation_steps=4, steps_per_generation=8
+    )
     t.accelerator.num_processes = 2
     t.current_gradient_accumulation_steps = 4
     t.model.training = training
@@ -435,14 +526,21 @@ def test_image_micro_batches_go_through_trl(tmp_path, monkeypatch):
                   compute_aux_loss=False, **image_kwargs):  # fmt: skip
         seen.update(model=model, input_ids=input_ids, logits_to_keep=logits_to_keep, batch_size=batch_size,
                     compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, image_kwargs=image_kwargs)  # fmt: skip
-        return fake_logps(input_ids, attention_mask, logits_to_keep), fake_entropy(input_ids, logits_to_keep), None
+        return (
+            fake_logps(input_ids, attention_mask, logits_to_keep),
+            fake_entropy(input_ids, logits_to_keep),
+            None,
+        )
 
     monkeypatch.setattr(GRPOTrainer, "_get_per_token_logps_and_entropies", trl_logps)
     batch = micro_batch(video=False)
     batch["pixel_values"], batch["image_grid_thw"] = torch.ones(4, 2), torch.tensor([[1, 1, 4]])
     loss = t._compute_loss(t.model, batch)
     assert seen["model"] is t.model and seen["compute_entropy"] is True and seen["logits_to_keep"] == 5
-    assert set(seen["image_kwargs"]) == set(IMAGE_KEYS) and seen["image_kwargs"]["pixel_values"] is batch["pixel_values"]
+    assert (
+        set(seen["image_kwargs"]) == set(IMAGE_KEYS)
+        and seen["image_kwargs"]["pixel_values"] is batch["pixel_values"]
+    )
     assert seen["image_kwargs"]["num_images"] is None and not t.vision_calls
     ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
     assert torch.equal(seen["input_ids"], ids)
@@ -467,7 +565,9 @@ def test_rollout_passes_use_the_rollout_video(tmp_path, monkeypatch):
     called = []
     monkeypatch.setattr(GRPOTrainer, "_get_per_token_logps_and_entropies",
                         lambda self, *a, **kw: called.append((a, kw)) or ("trl",))  # fmt: skip
-    assert t._get_per_token_logps_and_entropies(t.model, ids[:2], mask[:2], 5, compute_aux_loss=True) == ("trl",)
+    assert t._get_per_token_logps_and_entropies(t.model, ids[:2], mask[:2], 5, compute_aux_loss=True) == (
+        "trl",
+    )
     assert called[0][1]["compute_aux_loss"] is True and called[0][1]["batch_size"] is None
     t._get_per_token_logps_and_entropies(t.model, ids[:2], mask[:2], 5, batch_size=3, pixel_values="px")
     assert called[1][1]["compute_aux_loss"] is False and called[1][1]["batch_size"] == 3
@@ -480,7 +580,10 @@ def test_full_logits_at_the_sampling_temperature(tmp_path, monkeypatch):
     batch = micro_batch()
     ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
     mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
-    video = {"pixel_values_videos": batch["pixel_values_videos"], "second_per_grid_ts": batch["second_per_grid_ts"]}
+    video = {
+        "pixel_values_videos": batch["pixel_values_videos"],
+        "second_per_grid_ts": batch["second_per_grid_ts"],
+    }
     feats = batch["pixel_values_videos"]
     logits = t._full_logits(t.model, ids, mask, 5, video, feats, pixel_values="px")
     assert torch.equal(logits, fake_logits(ids, mask, 5, feats, video, temperature=0.6))
@@ -532,7 +635,10 @@ def ratios_batch(t, batch, ratios=(0.7, 0.85, 1.0, 1.25, 1.4)):
 @pytest.mark.parametrize(
     "fields",
     [
-        {"epsilon": 0.1, "epsilon_high": 0.3},  # ratios 0.85 (A < 0) and 1.25 (A > 0) are clipped only by these
+        {
+            "epsilon": 0.1,
+            "epsilon_high": 0.3,
+        },  # ratios 0.85 (A < 0) and 1.25 (A > 0) are clipped only by these
         {"beta": 0.1},
         {"beta": 1.0},
         {"loss_type": "dr_grpo"},  # divides by rows * max_completion_length (5)

@@ -56,10 +56,15 @@ def test_limit_is_a_fresh_dict_per_engine(monkeypatch):
 
 def test_suppressed_tokens_become_a_logit_bias():
     kwargs = vllm_generation_kwargs({"suppress_tokens": [5, 3], "logit_bias": {9: 2.0}, "top_k": 4}, [3, 7])
-    assert kwargs == {"top_k": 4, "logit_bias": {9: 2.0, 3: SUPPRESS_BIAS, 5: SUPPRESS_BIAS, 7: SUPPRESS_BIAS}}
+    assert kwargs == {
+        "top_k": 4,
+        "logit_bias": {9: 2.0, 3: SUPPRESS_BIAS, 5: SUPPRESS_BIAS, 7: SUPPRESS_BIAS},
+    }
     assert SUPPRESS_BIAS == -100.0
     assert vllm_generation_kwargs(None, []) == {}
-    assert vllm_generation_kwargs({"suppress_tokens": None, "logit_bias": None}, [2]) == {"logit_bias": {2: -100.0}}
+    assert vllm_generation_kwargs({"suppress_tokens": None, "logit_bias": None}, [2]) == {
+        "logit_bias": {2: -100.0}
+    }
     given = {"suppress_tokens": [1]}
     vllm_generation_kwargs(given, [])
     assert given == {"suppress_tokens": [1]}  # the caller's dict is not changed
@@ -115,7 +120,9 @@ def host(tmp_path, use_vllm=True):
     h.use_vllm = use_vllm
     h.vllm_generation = SimpleNamespace(llm=Engine())
     h.processing_class, h.sampling = "processor", "sampling"
-    h.model = SimpleNamespace(training=True, config=SimpleNamespace(vision_config=SimpleNamespace(tokens_per_second=2)))
+    h.model = SimpleNamespace(
+        training=True, config=SimpleNamespace(vision_config=SimpleNamespace(tokens_per_second=2))
+    )
     h._rollout_video = {
         "videos": ["clip0", "clip1"],
         "video_grid_thw": torch.tensor([[2, 4, 4], [4, 4, 4]]),
@@ -158,9 +165,15 @@ def test_rollout_rows_are_queued_with_their_videos(tmp_path, requests):
     h = host(tmp_path)
     h._wrap_vllm_engine()
     h._queue_vllm_videos([[1], [2]])
-    assert requests.made == [("processor", [1], "clip0", "sampling", None), ("processor", [2], "clip1", "sampling", None)]
+    assert requests.made == [
+        ("processor", [1], "clip0", "sampling", None),
+        ("processor", [2], "clip1", "sampling", None),
+    ]
     assert h.vllm_generation.llm._queued == [([1], "request0"), ([2], "request1")]
-    assert requests.checked == [([2, 4, 4], 0.5, 2, "processor", torch.bfloat16), ([4, 4, 4], 1.0, 2, "processor", torch.bfloat16)]
+    assert requests.checked == [
+        ([2, 4, 4], 0.5, 2, "processor", torch.bfloat16),
+        ([4, 4, 4], 1.0, 2, "processor", torch.bfloat16),
+    ]
     assert h._metrics["train"]["vllm/positions_differ"] == [0.5]
 
 
@@ -170,7 +183,11 @@ def test_t_grpo_rows_are_queued_with_their_shuffled_frames(tmp_path, requests):
     h.model.training = False
     h._vllm_videos = [("clipA", "framesA", 1), ("clipA", "framesA", 1), ("clipB", None, 0)]
     h._queue_vllm_videos([[5], [5], [6]])
-    assert [(m[2], m[4]) for m in requests.made] == [("clipA", "framesA"), ("clipA", "framesA"), ("clipB", None)]
+    assert [(m[2], m[4]) for m in requests.made] == [
+        ("clipA", "framesA"),
+        ("clipA", "framesA"),
+        ("clipB", None),
+    ]
     assert h._vllm_videos is None  # used once
     assert [c[0] for c in requests.checked] == [[4, 4, 4], [4, 4, 4], [2, 4, 4]]  # each row's rollout video
     assert h._metrics["eval"]["vllm/positions_differ"] == [pytest.approx(2 / 3)]

@@ -40,3 +40,5 @@ def test_frames_demo_bad_settings_exit_2(tmp_path, capsys):
     assert "unknown frames demo settings" in capsys.readouterr().err
     assert main(["frames", "demo", "--out", str(tmp_path), "model.layers=4"]) == 2
     assert "unknown model setting(s) ['layers']" in capsys.readouterr().err
+    assert main(["frames", "demo", "--out", str(tmp_path), "sft_view_extras=hard"]) == 2
+    assert "sft_view_extras='hard'; valid: random, distractors" in capsys.readouterr().err

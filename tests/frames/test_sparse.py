@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from videoktr.errors import UserError
-from videoktr.frames.sparse import SparseConfig, is_sufficient, make_sparse, sufficient_view
+from videoktr.frames.sparse import (
+    SparseConfig,
+    distractor_units,
+    is_sufficient,
+    make_sparse,
+    sufficient_view,
+)
 
 
 def test_sufficiency_rule_hand_built_cases():
@@ -62,6 +68,33 @@ def test_sufficient_view_satisfies_the_rule(sparse_records):
         frames = sufficient_view(record, list(range(16)), 2, 3, rng)
         assert len(frames) == 6 and frames == sorted(frames)
         assert is_sufficient(record["evidence_rule"], frames)
+
+
+def test_distractor_views_show_the_other_squares(sparse_records):
+    train, _ = sparse_records
+    rng = np.random.default_rng(0)
+    for record in train:
+        evidence = {f // 2 for f in record["evidence_frames"]}
+        others = sorted(set(record["color_units"].values()) - evidence)
+        assert distractor_units(record, list(range(16)), 2) == others
+        frames = sufficient_view(record, list(range(16)), 2, 3, rng, prefer=others)
+        assert is_sufficient(record["evidence_rule"], frames) and len(frames) == 6
+        units = {f // 2 for f in frames}
+        # the evidence, then as many of the other squares as fit (3 units: 1 or 2 of them)
+        assert len(units & set(others)) == min(len(others), 3 - len(evidence))
+    # hand-built: squares in 2-frame units 0, 1, 5, 7, evidence units 1 and 5; 8 candidates = every other frame,
+    # so candidate unit u holds frames 4u and 4u + 2: red (frames 0, 1) shares candidate unit 0 with the evidence
+    # frame 2, so only yellow (frames 14, 15 -> candidate unit 3) is a distractor
+    record = {
+        "evidence_rule": {"all_of": [[2, 3], [10, 11]]},
+        "color_units": {"red": 0, "green": 1, "blue": 5, "yellow": 7},
+    }
+    assert distractor_units(record, [0, 2, 4, 6, 8, 10, 12, 14], 2) == [3]
+    assert distractor_units(record, list(range(16)), 2) == [0, 7]
+    # prefer=() draws exactly what the former random fill drew (the oracle selector is unchanged)
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    view = sufficient_view(train[0], list(range(16)), 2, 3, a)
+    assert view == sufficient_view(train[0], list(range(16)), 2, 3, b, prefer=())
 
 
 def test_bad_config_refused():

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 SELECTOR_ORDER = ("uniform", "random", "voyager", "oracle")
+SFT_VIEW_EXTRAS = ("random", "distractors")
 
 
 @dataclass
@@ -42,8 +43,23 @@ class FramesDemoConfig:
             "loss separates sufficient from insufficient combinations (the labeller's job)."
         },
     )
+    sft_view_extras: str = field(
+        default="random",
+        metadata={
+            "help": "How a sufficient SFT view fills its units beyond the evidence: 'random' units, or "
+            "'distractors' (units holding the record's other squares first, then random ones): the model cannot "
+            "answer from 'a colour that is shown' and must use the asked square's place, so its loss on a "
+            "combination without that square rises (the labeller's job)."
+        },
+    )
     sft_steps: int = field(default=500, metadata={"help": "SFT optimiser steps."})
-    sft_lr: float = field(default=3e-3, metadata={"help": "SFT learning rate (cosine)."})
+    sft_lr: float = field(
+        default=1e-3,
+        metadata={
+            "help": "SFT learning rate (cosine). 3e-3 (the former default) left some runs answering one colour "
+            "whatever the frames; 1e-3 reached a 2.5x lower SFT loss (docs/results.md)."
+        },
+    )
     sft_batch_size: int = field(default=16, metadata={"help": "SFT batch size."})
     max_new_tokens: int = field(default=32, metadata={"help": "Tokens generated per test answer (greedy)."})
     eval_batch_size: int = field(default=32, metadata={"help": "Evaluation batch size."})
@@ -66,6 +82,14 @@ class FramesDemoConfig:
             "{num_hidden_layers: 4}; seed is ours."
         },
     )
+
+    def __post_init__(self) -> None:
+        from videoktr.errors import UserError
+
+        if self.sft_view_extras not in SFT_VIEW_EXTRAS:
+            raise UserError(
+                f"frames demo: sft_view_extras={self.sft_view_extras!r}; valid: {', '.join(SFT_VIEW_EXTRAS)}"
+            )
 
     def voyager_config(self):
         from videoktr.frames.config import VoyagerConfig
@@ -97,7 +121,7 @@ def _sft(cfg, vcfg, out: Path, data: dict, model_dir: Path) -> Path:
 
     from videoktr.data.video import read_frame_count
     from videoktr.frames.features import candidate_indices
-    from videoktr.frames.sparse import insufficient_view, sufficient_view
+    from videoktr.frames.sparse import distractor_units, insufficient_view, sufficient_view
     from videoktr.models.tiny import load_model_and_processor
     from videoktr.training.sft import SFTOptions, run_sft
 
@@ -107,10 +131,10 @@ def _sft(cfg, vcfg, out: Path, data: dict, model_dir: Path) -> Path:
     for record in records:
         total = read_frame_count(Path(data["root"]) / record["path"])
         candidates = candidate_indices(total, vcfg.candidates, record["problem_id"])
+        prefer = distractor_units(record, candidates, vcfg.unit) if cfg.sft_view_extras == "distractors" else ()
         for _ in range(cfg.sft_views):
-            views.append(
-                {**record, "frame_indices": sufficient_view(record, candidates, vcfg.unit, vcfg.k_units, rng)}
-            )
+            frames = sufficient_view(record, candidates, vcfg.unit, vcfg.k_units, rng, prefer=prefer)
+            views.append({**record, "frame_indices": frames})
         for _ in range(cfg.sft_insufficient_views):
             frames = insufficient_view(record, candidates, vcfg.unit, vcfg.k_units, rng)
             if frames is not None:

@@ -37,6 +37,7 @@ from videoktr.errors import UserError
 __all__ = [
     "SPARSE_KINDS",
     "SparseConfig",
+    "distractor_units",
     "insufficient_view",
     "is_sufficient",
     "make_sparse",
@@ -201,9 +202,11 @@ def sufficient_view(
     k_units: int,
     rng: np.random.Generator,
     strict: bool = True,
+    prefer: Sequence[int] = (),
 ):
     """Frame indices of ``k_units`` candidate units, sorted, that satisfy ``record``'s evidence rule: the units
-    holding one frame of each evidence group, then random other units (SFT views; the oracle selector). When the
+    holding one frame of each evidence group, then random other units (SFT views; the oracle selector), drawn first
+    from the candidate units in ``prefer`` (e.g. :func:`distractor_units`) and then from the rest. When the
     evidence needs more than ``k_units`` units: refused if ``strict``, else its first ``k_units`` units."""
     n_units = len(candidates) // unit
     unit_of = {int(f): u for u in range(n_units) for f in candidates[u * unit : (u + 1) * unit]}
@@ -223,14 +226,30 @@ def sufficient_view(
         raise UserError(
             f"record {record['problem_id']}: its evidence needs {len(need)} units > T/unit={k_units}"
         )
-    rest = [u for u in range(n_units) if u not in need]
-    extra = (
-        [int(u) for u in rng.choice(rest, size=k_units - len(need), replace=False)]
-        if k_units > len(need)
-        else []
-    )
+    extra: list[int] = []
+    for pool in ([u for u in dict.fromkeys(prefer) if u not in need], None):
+        if pool is None:
+            pool = [u for u in range(n_units) if u not in need and u not in extra]
+        take = min(len(pool), k_units - len(need) - len(extra))
+        if take > 0:
+            extra += [int(u) for u in rng.choice(pool, size=take, replace=False)]
     chosen = sorted(need + extra)
     return [int(candidates[u * unit + j]) for u in chosen for j in range(unit)]
+
+
+def distractor_units(record: dict, candidates: Sequence[int], unit: int) -> list[int]:
+    """Candidate units (of ``unit`` frames) holding a square that is not evidence for ``record``'s question (its
+    ``color_units``, in units of ``unit`` frames, minus the evidence groups): extra units of an SFT view drawn from
+    these make answering need the question's evidence (a view of the asked square, the next one and a square
+    before the asked one defeats "name the first other colour shown")."""
+    n_units = len(candidates) // unit
+    unit_of = {int(f): u for u in range(n_units) for f in candidates[u * unit : (u + 1) * unit]}
+    evidence = {unit_of[f] for group in record["evidence_rule"]["all_of"] for f in group if f in unit_of}
+    out = []
+    for u in sorted(record.get("color_units", {}).values()):
+        hits = sorted({unit_of[f] for f in range(u * unit, (u + 1) * unit) if f in unit_of} - evidence)
+        out += hits[:1]
+    return out
 
 
 def insufficient_view(

@@ -103,3 +103,18 @@ def test_querier_shape_check():
     q = Querier(QuerierConfig(feature_dim=4, query_dim=3, n_units=5))
     with pytest.raises(ValueError, match="5 units"):
         q(torch.zeros(1, 4, 4), torch.zeros(1, 2, 3), torch.ones(1, 2, dtype=torch.bool))
+
+
+def test_pairs_winners_only_among_the_lowest_losses():
+    from videoktr.errors import UserError
+    from videoktr.frames.train import _pairs
+
+    losses = [3.0, 1.0, 2.0, 0.5, 1.0]
+    every = {tuple(p) for p in _pairs(losses, 0.1).tolist()}
+    assert every == {(w, l) for w in range(5) for l in range(5) if losses[l] - losses[w] >= 0.1}
+    # the lowest 2 of 5: 0.5 and 1.0, and the tie at the cut (index 4, also 1.0) is a winner too
+    top = {tuple(p) for p in _pairs(losses, 0.1, 0.4).tolist()}
+    assert top == {(3, 0), (3, 1), (3, 2), (3, 4), (1, 0), (1, 2), (4, 0), (4, 2)}
+    assert {tuple(p) for p in _pairs(losses, 0.1, 0.01).tolist()} == {(3, 0), (3, 1), (3, 2), (3, 4)}
+    with pytest.raises(UserError, match="winner_fraction"):
+        VoyagerConfig(winner_fraction=0.0)

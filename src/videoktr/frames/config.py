@@ -87,6 +87,15 @@ class VoyagerConfig:
             "ranked. Loss: -log sigmoid(r(c_w) - r(c_l)), r(c) = mean of its frames' scores."
         },
     )
+    winner_fraction: float = field(
+        default=0.05,
+        metadata={
+            "help": "Training pairs (c_w, c_l) take c_w only among a record's lowest-loss fraction of its labelled "
+            "combinations (at least 1; 1.0: any pair with the margin). Selection keeps the top combination, and "
+            "pairs between two poor combinations (ordered by what else they show) teach the querier a ranking it "
+            "does not need: on held-out training records 1.0 gave 0.69-0.74 sufficiency, 0.05 0.96-0.98."
+        },
+    )
     label_batch_size: int = field(
         default=64, metadata={"help": "Combinations per teacher-forced LM pass when labelling (memory knob)."}
     )
@@ -160,6 +169,8 @@ class VoyagerConfig:
                 raise UserError(f"frames: {name}={getattr(self, name)} must be >= 1")
         if self.records_per_step < 1:
             raise UserError(f"frames: records_per_step={self.records_per_step} must be >= 1")
+        if not 0 < self.winner_fraction <= 1:
+            raise UserError(f"frames: winner_fraction={self.winner_fraction} must be in (0, 1]")
         if self.min_loss_spread < 0 or self.pair_margin < 0:
             raise UserError("frames: min_loss_spread and pair_margin must be >= 0")
         if self.max_best_loss is not None and self.max_best_loss < 0:

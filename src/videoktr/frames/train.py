@@ -1,7 +1,8 @@
 """Training the querier on labelled combinations (pairwise ranking), and scoring candidates with it.
 
 A step samples ``records_per_step`` kept records and, for each, ``pairs_per_record`` pairs (c_w, c_l) of its
-labelled combinations with loss(c_l) - loss(c_w) >= ``pair_margin``; the loss is the mean of
+labelled combinations with loss(c_l) - loss(c_w) >= ``pair_margin`` (c_w among its lowest-loss ``winner_fraction``
+of combinations); the loss is the mean of
 ``-log sigmoid(r(c_w) - r(c_l))`` (:func:`videoktr.frames.querier.pairwise_ranking_loss`).
 """
 
@@ -29,10 +30,15 @@ def pad_queries(queries: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
     return out, mask
 
 
-def _pairs(losses: list[float], margin: float) -> np.ndarray:
-    """(P, 2) (winner, loser) combination indices with loss[loser] - loss[winner] >= margin (and > 0)."""
+def _pairs(losses: list[float], margin: float, winner_fraction: float = 1.0) -> np.ndarray:
+    """(P, 2) (winner, loser) combination indices with loss[loser] - loss[winner] >= margin (and > 0); winners only
+    among the ceil(winner_fraction * C) lowest losses (ties at the cut included)."""
     x = np.asarray(losses)
-    winners, losers = np.nonzero(x[None, :] - x[:, None] >= max(margin, 1e-12))
+    ok = x[None, :] - x[:, None] >= max(margin, 1e-12)
+    if winner_fraction < 1.0:
+        cut = np.sort(x)[max(1, math.ceil(winner_fraction * len(x))) - 1]
+        ok &= (x <= cut)[:, None]
+    winners, losers = np.nonzero(ok)
     return np.stack([winners, losers], axis=1)
 
 
@@ -43,7 +49,7 @@ def train_querier(features: dict, lines: list[dict], cfg, fingerprint: str, mode
     kept = [line for line in lines if line.get("kept", True)]
     data = []
     for line in kept:
-        pairs = _pairs(line["losses"], cfg.pair_margin)
+        pairs = _pairs(line["losses"], cfg.pair_margin, cfg.winner_fraction)
         if len(pairs):
             data.append((line, pairs))
     if not data:

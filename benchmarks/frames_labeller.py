@@ -4,11 +4,14 @@
         voyager.loss_form=option_nll          # or sft_insufficient_views=1, model.num_hidden_layers=4, ...
     python benchmarks/frames_labeller.py pruning --run runs/frames_demo --records 448 \
         "spread:" "best2.0:max_best_loss=2.0"
+    python benchmarks/frames_labeller.py accuracy --sft runs/frames_demo/sft --out runs/fv_acc
 
 ``agreement``: reuses a finished ``videoktr frames demo`` run's data and initial model, SFT-trains a labeller with
 the given demo overrides (``key=value`` FramesDemoConfig fields, ``voyager.KEY``, ``model.KEY``; reused from ``--out``
 when already trained; with only ``voyager.*`` overrides the run's own SFT checkpoint is used), labels the first
 ``--records`` training records and prints the label/oracle agreement (overall and per question kind).
+``accuracy``: an SFT checkpoint's greedy accuracy from oracle (sufficient) and uniform views on ``--records`` fresh
+records of the training distribution (data seed ``--seed``, not the demo's records): how competent a labeller is.
 ``pruning``: splits the run's labelled training records 3:1, trains the querier on the first part with each pruning
 variant (``name:key=value,...`` VoyagerConfig fields) and prints voyager's sufficiency on the held-out part.
 """
@@ -110,6 +113,37 @@ def pruning(args) -> None:
                           "held_out_sufficiency": round(sum(every) / len(every), 4), **kinds}), flush=True)  # fmt: skip
 
 
+def accuracy(args) -> None:
+    from videoktr.data.video import read_frame_count
+    from videoktr.frames.demo import evaluate_selection, summarize_selection
+    from videoktr.frames.select import select_frames
+    from videoktr.frames.sparse import SparseConfig, make_sparse
+
+    cfg = FramesDemoConfig()
+    vcfg = cfg.voyager_config()
+    root = args.out / "data"
+    if not (root / "train.json").exists():
+        shape = SparseConfig(num_frames=cfg.video_frames, unit=vcfg.unit, height=cfg.height, width=cfg.width)
+        make_sparse(root, args.records, 0, args.seed, shape)
+    records = json.loads((root / "train.json").read_text())
+    model, processor = load_model_and_processor(args.sft)
+    model.eval()
+    out = {"sft": str(args.sft), "records": len(records), "data_seed": args.seed}
+    for name in ("oracle", "uniform"):
+        frames = {
+            r["problem_id"]: select_frames(name, r, read_frame_count(root / r["path"]), vcfg) for r in records
+        }
+        rows = evaluate_selection(
+            model, processor, records, frames, root, _sampling(cfg, vcfg), cfg, args.out / f"{name}.jsonl"
+        )
+        summary = summarize_selection(records, frames, rows)
+        out[name] = {
+            "accuracy": summary["accuracy"],
+            **{k: v["accuracy"] for k, v in summary["by_kind"].items()},
+        }
+    print(json.dumps(out))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -136,6 +170,19 @@ def main() -> None:
         "variants", nargs="+", help="name:key=value,... VoyagerConfig fields (name: = default)"
     )
     prune.set_defaults(func=pruning)
+    acc = sub.add_parser(
+        "accuracy", help="an SFT checkpoint's greedy accuracy from oracle and uniform views on fresh records"
+    )
+    acc.add_argument("--sft", type=Path, required=True, help="an SFT checkpoint directory (e.g. RUN/sft)")
+    acc.add_argument("--out", type=Path, required=True, help="where the fresh records and predictions go")
+    acc.add_argument("--records", type=int, default=256, help="fresh training-distribution records")
+    acc.add_argument(
+        "--seed",
+        type=int,
+        default=101,
+        help="their data seed (not the demo's: neither its train nor test records)",
+    )
+    acc.set_defaults(func=accuracy)
     args = parser.parse_args()
     quiet_libraries()
     args.func(args)

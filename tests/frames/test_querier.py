@@ -111,7 +111,7 @@ def test_pairs_winners_only_among_the_lowest_losses():
 
     losses = [3.0, 1.0, 2.0, 0.5, 1.0]
     every = {tuple(p) for p in _pairs(losses, 0.1).tolist()}
-    assert every == {(w, l) for w in range(5) for l in range(5) if losses[l] - losses[w] >= 0.1}
+    assert every == {(w, j) for w in range(5) for j in range(5) if losses[j] - losses[w] >= 0.1}
     # the lowest 2 of 5: 0.5 and 1.0, and the tie at the cut (index 4, also 1.0) is a winner too
     top = {tuple(p) for p in _pairs(losses, 0.1, 0.4).tolist()}
     assert top == {(3, 0), (3, 1), (3, 2), (3, 4), (1, 0), (1, 2), (4, 0), (4, 2)}

@@ -131,7 +131,9 @@ def _sft(cfg, vcfg, out: Path, data: dict, model_dir: Path) -> Path:
     for record in records:
         total = read_frame_count(Path(data["root"]) / record["path"])
         candidates = candidate_indices(total, vcfg.candidates, record["problem_id"])
-        prefer = distractor_units(record, candidates, vcfg.unit) if cfg.sft_view_extras == "distractors" else ()
+        prefer = (
+            distractor_units(record, candidates, vcfg.unit) if cfg.sft_view_extras == "distractors" else ()
+        )
         for _ in range(cfg.sft_views):
             frames = sufficient_view(record, candidates, vcfg.unit, vcfg.k_units, rng, prefer=prefer)
             views.append({**record, "frame_indices": frames})

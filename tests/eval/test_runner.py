@@ -116,3 +116,48 @@ def test_consecutive_failure_count_resets_after_a_success(items, video_root):
     # the limit itself still applies to that pattern: two in a row stop at 001-2
     with pytest.raises(RuntimeError, match="2 items failed in a row \\(last: 001-2"):
         run_evaluation(backend, items, EvalRunConfig(video_root, max_consecutive_errors=2))
+
+
+class PlannedBackend(FakeBackend):
+    """A fake backend carrying a frame selector's plan (video path -> frames), as `videoktr eval --frame-selector`."""
+
+    def __init__(self, plan):
+        super().__init__()
+        self.frame_indices = plan
+
+
+def test_a_frame_plan_with_relative_paths_reaches_every_prediction(items, video_root, tmp_path, monkeypatch):
+    # The plan and the video root written relative to the working directory (`--video-root videos`, or the frames
+    # demo's `--out runs/x`), while the runner resolves each item's video to an absolute path: the frames must still
+    # be found. (Before: looked up by the absolute path in a plan keyed by relative ones -> every prediction's
+    # frame_indices None, and the backend decoded uniform frames instead of the chosen ones, without a word.)
+    monkeypatch.chdir(tmp_path)
+    relative_root = Path(video_root.name)  # "videos"
+    names = {"001-1": "fFjv93ACGo8", "001-2": "fFjv93ACGo8", "301-1": "abcdEFGhijk", "601-1": "lmnoPQRstuv"}
+    plan = {str(Path("./videos") / f"{n}.mp4"): [i, i + 1] for i, n in enumerate(sorted(set(names.values())))}
+    records, _ = run_evaluation(PlannedBackend(plan), items, EvalRunConfig(relative_root), tmp_path / "p.jsonl")
+    expected = {"fFjv93ACGo8": [1, 2], "abcdEFGhijk": [0, 1], "lmnoPQRstuv": [2, 3]}  # sorted names -> i, i+1
+    assert {r["id"]: r["frame_indices"] for r in records} == {k: expected[v] for k, v in names.items()}
+    assert {r["id"]: r["frame_indices"] for r in _lines(tmp_path / "p.jsonl")} == {
+        k: expected[v] for k, v in names.items()
+    }
+
+
+def test_a_frame_plan_missing_a_video_is_refused_before_any_generation(items, video_root, tmp_path):
+    plan = {str(video_root / "fFjv93ACGo8.mp4"): [0, 1], str(video_root / "abcdEFGhijk.mp4"): [2, 3]}
+    backend = PlannedBackend(plan)
+    out = tmp_path / "p.jsonl"
+    with pytest.raises(UserError, match=r"chose no frames for 1 of 4 records: 601-1 \(.*lmnoPQRstuv.mp4\)"):
+        run_evaluation(backend, items, EvalRunConfig(video_root), out)
+    assert backend.calls == [] and not out.exists()
+
+
+def test_planned_frames_keys_and_refusal(tmp_path, monkeypatch):
+    from videoktr.eval.backends import frame_plan_key, planned_frames
+
+    monkeypatch.chdir(tmp_path)
+    assert frame_plan_key("videos/../videos/a.mp4") == frame_plan_key(tmp_path / "videos" / "a.mp4")
+    assert planned_frames(None, "videos/a.mp4") is None  # no plan: the sampling picks the frames
+    assert planned_frames({"./videos/a.mp4": [3, 5]}, tmp_path / "videos" / "a.mp4") == [3, 5]
+    with pytest.raises(UserError, match="chose no frames for video videos/b.mp4"):
+        planned_frames({"videos/a.mp4": [3, 5]}, "videos/b.mp4")

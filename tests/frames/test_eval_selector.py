@@ -46,3 +46,29 @@ def test_eval_frame_selector_bad_input(tiny_model_dir, sparse_data, tmp_path, ca
     assert _eval(tiny_model_dir, sparse_data, tmp_path / "c.jsonl", "--frame-selector", "random",
                  "--candidates", "32") == 2  # fmt: skip
     assert "record test-0000: its video has 16 frames, fewer than M=32" in capsys.readouterr().err
+
+
+def test_eval_with_a_relative_video_root_uses_the_chosen_frames(
+    tiny_model_dir, sparse_data, sparse_records, tmp_path, monkeypatch
+):
+    # `--video-root` relative to the working directory, as users type it: the oracle's frames must reach every
+    # prediction (before: the plan was keyed by the relative path, the runner looked up the absolute one, and every
+    # item silently got the sampling's frames, frame_indices None).
+    import os
+
+    from videoktr.frames.config import VoyagerConfig
+    from videoktr.frames.select import select_frames
+
+    monkeypatch.chdir(sparse_data["root"].parent)
+    predictions = tmp_path / "p.jsonl"
+    assert main(["eval", "--model", str(tiny_model_dir), "--bench", "video-r1", "--data", str(sparse_data["test"]),
+                 "--video-root", os.path.relpath(sparse_data["root"]), "--frames", "6", "--max-new-tokens", "4",
+                 "--template", "short", "--max-pixels", str(56 * 112), "--predictions", str(predictions),
+                 "--frame-selector", "oracle", "--batch-size", "4"]) == 0  # fmt: skip
+    rows = [json.loads(x) for x in predictions.read_text().splitlines()][1:]
+    _, test = sparse_records
+    by_id = {r["problem_id"]: r for r in test}
+    assert rows and all(
+        row["frame_indices"] == select_frames("oracle", by_id[row["id"]], 16, VoyagerConfig(frames=6))
+        for row in rows
+    )

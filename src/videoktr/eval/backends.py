@@ -6,12 +6,36 @@ question the way training does (video first, then text). Each returns the genera
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from videoktr.errors import UserError
 from videoktr.eval.generation import GenerationSettings
+
+
+def frame_plan_key(path: str | Path) -> str:
+    """The key of a video in a frame plan (video path -> chosen frame indices): the absolute, normalised path, as
+    the evaluation runner builds it (``data.schema.resolve_media``), so that ``runs/x/videos/a.mp4``,
+    ``./runs/x/videos/a.mp4`` and ``/abs/runs/x/videos/a.mp4`` are the same video."""
+    return os.path.normpath(Path(path).absolute())
+
+
+def planned_frames(plan: dict[str, list[int]] | None, path: str | Path) -> list[int] | None:
+    """The frames ``plan`` chose for the video at ``path``; ``None`` when there is no plan (``sampling`` picks
+    them). A plan without this video is refused: falling back to the sampling's frames would evaluate other
+    frames than the selector chose, without a word."""
+    if plan is None:
+        return None
+    keyed = {frame_plan_key(key): frames for key, frames in plan.items()}
+    key = frame_plan_key(path)
+    if key not in keyed:
+        raise UserError(
+            f"the frame selector chose no frames for video {path} (the plan covers {len(plan)} other videos); "
+            "plan the frames of every evaluated record, with the same video root"
+        )
+    return keyed[key]
 
 
 class HFBackend:
@@ -63,8 +87,9 @@ class HFBackend:
         from videoktr.data.video import decode_video
         from videoktr.models.qwen2_5_vl import build_video_inputs
 
-        chosen = self.frame_indices or {}
-        decoded = [decode_video(path, self.sampling, indices=chosen.get(str(path))) for path in videos]
+        decoded = [
+            decode_video(path, self.sampling, indices=planned_frames(self.frame_indices, path)) for path in videos
+        ]
         inputs = build_video_inputs(self.processor, list(questions), decoded, sampling=self.sampling)
         inputs = inputs.to(self.model.device)
         kwargs = self._generate_kwargs()

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from videoktr.errors import UserError
+from videoktr.eval.backends import frame_plan_key, planned_frames
 from videoktr.eval.benchmarks import BenchItem
 from videoktr.eval.generation import AUTHORS_GENERATION, GenerationSettings  # noqa: F401 (re-exported)
 from videoktr.eval.identity import RunIdentity, open_predictions
@@ -181,10 +182,27 @@ def _generate_batch(
                 _generate_batch(backend, [item], config, [index])[0] for item, index in zip(batch, indices)
             ]
         records = [prediction_record(batch[0], None, error=_error_text(err), scorer=config.scorer)]
-    if chosen:
+    if chosen is not None:
         for record, video in zip(records, videos, strict=True):
-            record["frame_indices"] = chosen.get(str(video))
+            record["frame_indices"] = planned_frames(chosen, video)
     return records
+
+
+def _check_frame_plan(backend: Backend, items: list[BenchItem], config: EvalRunConfig) -> None:
+    """A frame selector's plan (``backend.frame_indices``) must cover every item to evaluate, before any is: an
+    item without planned frames would otherwise fail in every batch (or, before, silently use other frames)."""
+    plan = getattr(backend, "frame_indices", None)
+    if plan is None:
+        return
+    planned = {frame_plan_key(key) for key in plan}
+    unplanned = [item for item in items if frame_plan_key(video_path(item, config.video_root)) not in planned]
+    if unplanned:
+        shown = ", ".join(f"{item.id} ({video_path(item, config.video_root)})" for item in unplanned[:5])
+        raise UserError(
+            f"the frame selector chose no frames for {len(unplanned)} of {len(items)} records: {shown}"
+            f"{' ...' if len(unplanned) > 5 else ''}; plan the frames of every evaluated record, under the same "
+            f"video root ({config.video_root})"
+        )
 
 
 class _ErrorStreak:
@@ -223,6 +241,7 @@ def run_evaluation(
     check_scorer(config.scorer, items)
     present, missing = check_videos(items, config)
     todo_items = present[: config.limit] if config.limit is not None else present
+    _check_frame_plan(backend, todo_items, config)
     if path is not None:
         open_predictions(path, identity or RunIdentity({}))
     finished = load_finished(path, items, config.retry_errors)

@@ -161,3 +161,15 @@ def test_planned_frames_keys_and_refusal(tmp_path, monkeypatch):
     assert planned_frames({"./videos/a.mp4": [3, 5]}, tmp_path / "videos" / "a.mp4") == [3, 5]
     with pytest.raises(UserError, match="chose no frames for video videos/b.mp4"):
         planned_frames({"videos/a.mp4": [3, 5]}, "videos/b.mp4")
+
+
+def test_hf_backend_keys_its_frame_plan_once(tmp_path, monkeypatch):
+    from videoktr.eval.backends import HFBackend, frame_plan_key, planned_frames
+
+    monkeypatch.chdir(tmp_path)
+    backend = HFBackend(None, None, None, frame_indices={"./videos/a.mp4": [1, 2]})
+    assert backend.frame_indices == {frame_plan_key(tmp_path / "videos" / "a.mp4"): [1, 2]}
+    backend.frame_indices = {"videos/b.mp4": [0, 3]}  # as `videoktr eval --frame-selector` assigns it
+    assert planned_frames(backend.frame_indices, tmp_path / "videos" / "b.mp4") == [0, 3]
+    backend.frame_indices = None
+    assert backend.frame_indices is None

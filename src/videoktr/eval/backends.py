@@ -28,8 +28,10 @@ def planned_frames(plan: dict[str, list[int]] | None, path: str | Path) -> list[
     frames than the selector chose, without a word."""
     if plan is None:
         return None
-    keyed = {frame_plan_key(key): frames for key, frames in plan.items()}
     key = frame_plan_key(path)
+    if key in plan:  # a plan keyed by frame_plan_key already (HFBackend stores it so): one lookup
+        return plan[key]
+    keyed = {frame_plan_key(k): frames for k, frames in plan.items()}
     if key not in keyed:
         raise UserError(
             f"the frame selector chose no frames for video {path} (the plan covers {len(plan)} other videos); "
@@ -51,8 +53,17 @@ class HFBackend:
     ):
         self.model, self.processor, self.sampling = model, processor, sampling
         self.generation = generation or GenerationSettings()
-        # video path -> the frames a frame selector chose (videoktr.frames); None: ``sampling`` picks them
         self.frame_indices = frame_indices
+
+    @property
+    def frame_indices(self) -> dict[str, list[int]] | None:
+        """Video path -> the frames a frame selector chose (videoktr.frames), keyed by :func:`frame_plan_key`;
+        None: ``sampling`` picks them."""
+        return self._frame_indices
+
+    @frame_indices.setter
+    def frame_indices(self, plan: dict[str, list[int]] | None) -> None:
+        self._frame_indices = None if plan is None else {frame_plan_key(k): v for k, v in plan.items()}
 
     def _generate_kwargs(self) -> dict[str, Any]:
         """Every sampling parameter explicit, so neither ``generate``'s fallbacks (top_k 50) nor a checkpoint's
